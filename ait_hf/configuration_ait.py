@@ -260,7 +260,7 @@ class AiTConfig(PretrainedConfig):
         soft_mask_decoding: decode masks from the mask-code distributions (`decode_soft`) instead of argmax.
         depth_soft_decoding: decode depth from the depth-code distributions.
         depth_parallel: AiT-P: every depth query is the learned mask embedding, decoded in one pass.
-        top_p: nucleus-sampling mass; 0 means greedy decoding.
+        sampling_top_p: nucleus-sampling mass; 0 means greedy decoding.
         depth_tokenizer_config, mask_tokenizer_config: `AiTVQVAEConfig` dicts of the tokenizers.
         depth_loss_weight, depth_decoder_loss_weight: depth cross-entropy weight and the weight of the
             SILog loss on the soft-decoded depth (auxiliary loss).
@@ -304,7 +304,7 @@ class AiTConfig(PretrainedConfig):
         soft_mask_decoding: bool = True,
         depth_soft_decoding: bool = True,
         depth_parallel: bool = False,
-        top_p: float = 0.0,
+        sampling_top_p: float = 0.0,
         depth_tokenizer_config: dict[str, Any] | None = None,
         mask_tokenizer_config: dict[str, Any] | None = None,
         depth_loss_weight: float = 1.0,
@@ -340,8 +340,8 @@ class AiTConfig(PretrainedConfig):
             raise ValueError(
                 f"AiTConfig.d_model ({d_model}) must be divisible by num_attention_heads ({num_attention_heads})"
             )
-        if not 0.0 <= top_p <= 1.0:
-            raise ValueError(f"AiTConfig.top_p must be in [0, 1], got {top_p}")
+        if not 0.0 <= sampling_top_p <= 1.0:
+            raise ValueError(f"AiTConfig.sampling_top_p must be in [0, 1], got {sampling_top_p}")
         self.backbone_config = {**DEFAULT_BACKBONE, **(backbone_config or {})}
         self.tasks = tasks
         self.d_model = d_model
@@ -366,7 +366,7 @@ class AiTConfig(PretrainedConfig):
         self.soft_mask_decoding = soft_mask_decoding
         self.depth_soft_decoding = depth_soft_decoding
         self.depth_parallel = depth_parallel
-        self.top_p = top_p
+        self.sampling_top_p = sampling_top_p
         self.depth_tokenizer_config = depth_tokenizer_config if "depth" in tasks else None
         self.mask_tokenizer_config = mask_tokenizer_config if "instance_segmentation" in tasks else None
         if "depth" in tasks and self.depth_tokenizer_config is None:
@@ -532,7 +532,7 @@ class AiTConfig(PretrainedConfig):
             "soft_token_inputs": tf.get("soft_transformer", False),
             "soft_mask_decoding": tf.get("soft_vae", False) or tf.get("soft_transformer", False),
             "depth_parallel": tf.get("parallel", False),
-            "top_p": tf.get("top_p", 0.4),
+            "sampling_top_p": tf.get("top_p", 0.4),
         }
         if "depth" in heads:
             h = heads["depth"]

@@ -1,0 +1,914 @@
+"""AiT task solver: SwinV2 backbone, transformer encoder-decoder over one shared vocabulary, task codecs.
+
+`AiTModel` turns images into the encoder memory. `AiTForDepthAndInstanceSegmentation` adds the decoder and
+the task codecs: depth (VQ-VAE depth codes, autoregressive or parallel AiT-P), object detection and
+instance segmentation (Pix2Seq-style object sequences `[x1, y1, x2, y2, class, mask codes...]`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp, trunc_normal_
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_ait import TASK_IDS, AiTConfig
+from .modeling_ait_backbone import (
+    AiTSwinV2Backbone,
+    AiTSwinV2Stage,
+    relative_coords_table,
+    relative_position_index,
+)
+from .modeling_ait_vqvae import AiTVQVAE
+
+SUPPORTED_TASKS = tuple(TASK_IDS)
+
+
+# ============================================================================ outputs
+@dataclass
+class AiTModelOutput(ModelOutput):
+    """Output of `AiTModel`.
+
+    Args:
+        last_hidden_state: encoder memory given to the decoder's cross-attention, (B, h * w, d_model).
+        backbone_features: last backbone feature map, (B, C, h, w).
+        encoder_output: transformer encoder output before the memory projection, (B, h * w, d_model).
+        encoder_inputs: transformer encoder input (projected backbone features), (B, h * w, d_model).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    backbone_features: torch.FloatTensor | None = None
+    encoder_output: torch.FloatTensor | None = None
+    encoder_inputs: torch.FloatTensor | None = None
+
+
+@dataclass
+class AiTOutput(ModelOutput):
+    """Output of `AiTForDepthAndInstanceSegmentation` (fields of other tasks are `None`).
+
+    Args:
+        loss: the task loss (training or when `labels` are given).
+        loss_terms: named loss terms of the task, as the original logs them (`ce`, `cls_ce`, ...).
+        logits: depth inference: per-step depth-code logits (B, tokens, depth codes); teacher forcing:
+            logits over the whole vocabulary (B, L, vocab).
+        predicted_depth: depth in metres, (B, H, W) in the input frame.
+        pred_boxes: x1y1x2y2 in input pixels, (B, Q, 4).
+        pred_scores: class score of each object, (B, Q).
+        pred_labels: class index 0..num_classes-1 of each object, (B, Q).
+        pred_masks: box-local mask probabilities, (B, Q, S, S) (instance segmentation).
+        sequences: decoded tokens (range-relative ids: box bins, class index, code index), (B, L).
+        mask_logits: per-object mask-code logits (B, Q, mask tokens, mask codes) when soft tokens are used.
+        decoder_hidden_states: decoder output after its final LayerNorm at every position, (B, L, d_model).
+        encoder_last_hidden_state: the encoder memory, (B, N, d_model).
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_terms: dict[str, torch.Tensor] | None = None
+    logits: torch.FloatTensor | None = None
+    predicted_depth: torch.FloatTensor | None = None
+    pred_boxes: torch.FloatTensor | None = None
+    pred_scores: torch.FloatTensor | None = None
+    pred_labels: torch.LongTensor | None = None
+    pred_masks: torch.FloatTensor | None = None
+    sequences: torch.LongTensor | None = None
+    mask_logits: torch.FloatTensor | None = None
+    decoder_hidden_states: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+
+
+# ============================================================================ transformer layers
+class AiTAttention(nn.Module):
+    """Multi-head attention through `scaled_dot_product_attention`, with separate q/k/v projections."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.is_causal = False  # SDPA integrations treat modules as causal unless told otherwise
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+
+    def attend(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, causal: bool = False
+    ) -> torch.Tensor:
+        """Attention of `query` (B, L, D) over projected `key`/`value` (B, H, S, Dh)."""
+        q = self.split_heads(self.q_proj(query))
+        out = F.scaled_dot_product_attention(q, key, value, is_causal=causal)
+        return self.out_proj(out.transpose(1, 2).reshape(query.shape))
+
+    def forward(self, query: torch.Tensor, key_value: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        return self.attend(query, *self.project_kv(key_value), causal=causal)
+
+
+class AiTEncoderLayer(nn.Module):
+    """Pre-norm transformer encoder layer."""
+
+    def __init__(self, config: AiTConfig, drop_path: float) -> None:
+        super().__init__()
+        d, eps = config.d_model, config.layer_norm_eps
+        self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.self_attn = AiTAttention(d, config.num_attention_heads)
+        self.final_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.mlp = Mlp(d, config.ffn_dim, drop=(config.dropout, 0.0))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        normed = self.self_attn_layer_norm(hidden_states)
+        hidden_states = hidden_states + self.drop_path(self.self_attn(normed, normed))
+        return hidden_states + self.drop_path(self.mlp(self.final_layer_norm(hidden_states)))
+
+
+class AiTDecoderLayer(nn.Module):
+    """Pre-norm decoder layer; one LayerNorm normalises both the queries and the memory of cross-attention."""
+
+    def __init__(self, config: AiTConfig, drop_path: float) -> None:
+        super().__init__()
+        d, eps = config.d_model, config.layer_norm_eps
+        self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.self_attn = AiTAttention(d, config.num_attention_heads)
+        self.cross_attn_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.cross_attn = AiTAttention(d, config.num_attention_heads)
+        self.final_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.mlp = Mlp(d, config.ffn_dim, drop=(config.dropout, 0.0))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys/values of the memory: computed once per image, reused at every step."""
+        return self.cross_attn.project_kv(self.cross_attn_layer_norm(memory))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        self_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Teacher forcing (causal over `hidden_states`) or one cached step when `self_kv` is given.
+
+        In a cached step `self_kv` holds the keys/values of all positions up to and including this one.
+        """
+        normed = self.self_attn_layer_norm(hidden_states)
+        if self_kv is None:
+            attn = self.self_attn(normed, normed, causal=True)
+        else:
+            attn = self.self_attn.attend(normed, *self_kv)
+        hidden_states = hidden_states + self.drop_path(attn)
+        normed = self.cross_attn_layer_norm(hidden_states)
+        hidden_states = hidden_states + self.drop_path(self.cross_attn.attend(normed, *memory_kv))
+        return hidden_states + self.drop_path(self.mlp(self.final_layer_norm(hidden_states)))
+
+
+def sine_position_encoding(rows: int, cols: int, dim: int, normalize: bool = False) -> torch.Tensor:
+    """2-D sine/cosine position code (rows, cols, dim): first half encodes y, second half x."""
+    half = dim // 2
+    y = torch.arange(rows, dtype=torch.float32)
+    x = torch.arange(cols, dtype=torch.float32)
+    if normalize:
+        y = y / (rows - 1) * 2 * math.pi
+        x = x / (cols - 1) * 2 * math.pi
+    dim_t = 10000.0 ** (2 * (torch.arange(half, dtype=torch.float32) // 2) / half)
+    pos_x, pos_y = x[:, None] / dim_t, y[:, None] / dim_t
+    pos_x = (
+        torch.stack((pos_x[:, 0::2].sin(), pos_x[:, 1::2].cos()), dim=-1)
+        .view(1, cols, -1)
+        .expand(rows, cols, -1)
+    )
+    pos_y = (
+        torch.stack((pos_y[:, 0::2].sin(), pos_y[:, 1::2].cos()), dim=-1)
+        .view(rows, 1, -1)
+        .expand(rows, cols, -1)
+    )
+    return torch.cat((pos_y, pos_x), dim=-1)
+
+
+class AiTEncoder(nn.Module):
+    """Projects backbone features, runs the transformer encoder and builds the decoder memory."""
+
+    def __init__(self, config: AiTConfig) -> None:
+        super().__init__()
+        d, eps = config.d_model, config.layer_norm_eps
+        rows, cols = config.encoder_grid
+        self.dropout = nn.Dropout(config.dropout)
+        self.input_proj = nn.Linear(config.backbone_out_channels, d)
+        self.input_layer_norm = nn.LayerNorm(d, eps=eps)
+        rates = _drop_path_rates(config, config.encoder_layers)
+        self.layers = nn.ModuleList(AiTEncoderLayer(config, r) for r in rates)
+        self.output_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.memory_proj = nn.Linear(d, d)
+        self.memory_proj_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.memory_mlp_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.memory_mlp = Mlp(d, config.ffn_dim, drop=(config.dropout, 0.0))
+        self.memory_mlp_drop_path = DropPath(config.drop_path) if config.drop_path > 0 else nn.Identity()
+        if config.position_encoding == "learned":
+            self.position_embeddings = nn.Parameter(torch.zeros(rows, cols, d))
+        elif config.position_encoding in ("sine", "sine_norm"):
+            code = sine_position_encoding(rows, cols, d, normalize=config.position_encoding == "sine_norm")
+            self.register_buffer("position_embeddings", code, persistent=False)
+        else:
+            raise ValueError(
+                f"AiTConfig.position_encoding must be 'sine', 'sine_norm' or 'learned', got {config.position_encoding!r}"
+            )
+
+    def forward(self, features: torch.Tensor) -> AiTModelOutput:
+        rows, cols = self.position_embeddings.shape[:2]
+        h, w = features.shape[-2:]
+        if h > rows or w > cols:
+            raise ValueError(
+                f"backbone feature grid {h}x{w} exceeds the encoder position grid {rows}x{cols} "
+                f"(AiTConfig.encoder_grid); use a smaller input"
+            )
+        pos = self.position_embeddings[:h, :w].reshape(h * w, -1)
+        src = self.input_layer_norm(self.input_proj(self.dropout(features.flatten(2).transpose(1, 2))))
+        hidden = src + pos
+        for layer in self.layers:
+            hidden = layer(hidden)
+        memory = self.memory_proj_layer_norm(self.memory_proj(self.output_layer_norm(hidden))) + pos
+        memory = memory + self.memory_mlp_drop_path(self.memory_mlp(self.memory_mlp_layer_norm(memory)))
+        return AiTModelOutput(
+            last_hidden_state=memory, backbone_features=features, encoder_output=hidden, encoder_inputs=src
+        )
+
+
+def _drop_path_rates(config: AiTConfig, n: int) -> list[float]:
+    if config.drop_path_linear:
+        return torch.linspace(0, config.drop_path, n).tolist()
+    return [config.drop_path] * n
+
+
+class AiTDecoder(nn.Module):
+    """Transformer decoder with the tied vocabulary classifier `x @ token_embeddings.T + output_bias`."""
+
+    def __init__(self, config: AiTConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.num_heads = config.num_attention_heads
+        self.token_embeddings = nn.Parameter(torch.empty(config.vocab_size, d))
+        self.output_bias = nn.Parameter(torch.empty(config.vocab_size))
+        self.task_embeddings = nn.Parameter(torch.empty(config.num_task_embeddings, 1, d))
+        self.position_embeddings = nn.Parameter(
+            torch.empty(config.num_task_embeddings, config.max_decoder_length, d)
+        )
+        if config.depth_parallel:
+            self.parallel_query_embedding = nn.Parameter(torch.empty(1, 1, d))
+        rates = _drop_path_rates(config, config.decoder_layers)
+        self.layers = nn.ModuleList(AiTDecoderLayer(config, r) for r in rates)
+        self.final_layer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+
+    def logits(self, hidden: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Vocabulary logits of `hidden`, optionally only for the id range [start, end)."""
+        end = self.token_embeddings.shape[0] if end is None else end
+        return hidden @ self.token_embeddings[start:end].t() + self.output_bias[start:end]
+
+    def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [layer.memory_kv(memory) for layer in self.layers]
+
+    def forward(self, inputs_embeds: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Causal teacher-forced pass; returns hidden states after the final LayerNorm."""
+        hidden = inputs_embeds
+        for layer, kv in zip(self.layers, self.memory_kv(memory)):
+            hidden = layer(hidden, kv)
+        return self.final_layer_norm(hidden)
+
+
+class AiTDecodingState:
+    """Preallocated self-attention key/value cache for step-by-step decoding."""
+
+    def __init__(self, decoder: AiTDecoder, memory: torch.Tensor, max_length: int) -> None:
+        self.decoder = decoder
+        self.memory_kv = decoder.memory_kv(memory)
+        b, heads = memory.shape[0], decoder.num_heads
+        head_dim = memory.shape[-1] // heads
+        shape = (b, heads, max_length, head_dim)
+        self.keys = [memory.new_empty(shape) for _ in decoder.layers]
+        self.values = [memory.new_empty(shape) for _ in decoder.layers]
+        self.length = 0
+
+    def step(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """Run one position (B, 1, d); returns its hidden state after the final LayerNorm (B, d)."""
+        t = self.length
+        hidden = inputs_embeds
+        for i, layer in enumerate(self.decoder.layers):
+            normed = layer.self_attn_layer_norm(hidden)
+            k, v = layer.self_attn.project_kv(normed)
+            self.keys[i][:, :, t : t + 1] = k
+            self.values[i][:, :, t : t + 1] = v
+            hidden = layer(
+                hidden, self.memory_kv[i], (self.keys[i][:, :, : t + 1], self.values[i][:, :, : t + 1])
+            )
+        self.length += 1
+        return self.decoder.final_layer_norm(hidden)[:, 0]
+
+
+def sample_tokens(
+    logits: torch.Tensor, top_p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Greedy (`top_p == 0`) or nucleus sampling over the last dim, vectorised over the batch.
+
+    The nucleus keeps the smallest set of top tokens whose probability mass exceeds `top_p` (always at
+    least the arg-max), as the original does.
+    """
+    if top_p <= 0:
+        return logits.argmax(dim=-1)
+    sorted_logits, sorted_idx = logits.sort(dim=-1, descending=True)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove = cumulative > top_p
+    remove[..., 1:] = remove[..., :-1].clone()
+    remove[..., 0] = False
+    filtered = sorted_logits.masked_fill(remove, float("-inf"))
+    choice = torch.multinomial(filtered.softmax(dim=-1), 1, generator=generator)
+    return sorted_idx.gather(-1, choice).squeeze(-1)
+
+
+# ============================================================================ pretrained base
+class AiTPreTrainedModel(PreTrainedModel):
+    config_class = AiTConfig
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["AiTEncoderLayer", "AiTDecoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, AiTDecoder):
+            for p in (
+                module.token_embeddings,
+                module.output_bias,
+                module.task_embeddings,
+                module.position_embeddings,
+            ):
+                trunc_normal_(p, std=std)
+            if hasattr(module, "parallel_query_embedding"):
+                trunc_normal_(module.parallel_query_embedding, std=std)
+        elif isinstance(module, AiTEncoder):
+            if isinstance(module.position_embeddings, nn.Parameter):
+                trunc_normal_(module.position_embeddings, std=std)
+            else:  # non-persistent buffer: recomputed, since loading may have left it uninitialised
+                rows, cols, dim = module.position_embeddings.shape
+                normalize = self.config.position_encoding == "sine_norm"
+                module.position_embeddings.copy_(sine_position_encoding(rows, cols, dim, normalize))
+        elif isinstance(module, AiTSwinV2Stage):  # derived window buffers, likewise
+            module.relative_position_index.copy_(relative_position_index(module.window_size).view(-1))
+            module.relative_coords_table.copy_(
+                relative_coords_table(module.window_size, module.pretrained_window_size)
+            )
+
+
+class AiTModel(AiTPreTrainedModel):
+    """SwinV2 backbone + transformer encoder: images to the memory the decoder attends to."""
+
+    def __init__(self, config: AiTConfig) -> None:
+        super().__init__(config)
+        self.backbone = AiTSwinV2Backbone(**config.backbone_config)
+        self.encoder = AiTEncoder(config)
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> AiTModelOutput | tuple:
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.backbone_config["num_channels"]:
+            raise ValueError(
+                f"pixel_values must have shape (B, {self.config.backbone_config['num_channels']}, H, W), "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        pad = self.config.pad_to
+        if pad:
+            h, w = pixel_values.shape[-2:]
+            if h > pad or w > pad:
+                raise ValueError(
+                    f"pixel_values of size {h}x{w} exceed this model's padded input size {pad}x{pad}"
+                )
+            pixel_values = F.pad(pixel_values, (0, pad - w, 0, pad - h))
+        features = self.backbone(pixel_values).feature_maps[-1]
+        output = self.encoder(features)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+
+# ============================================================================ task codecs
+def silog_loss(pred: torch.Tensor, target: torch.Tensor, variance_focus: float = 0.5) -> torch.Tensor:
+    """Scale-invariant log loss over pixels with target > 0 (predictions clipped at 1e-3)."""
+    valid = target > 0
+    diff = torch.log(target[valid]) - torch.log(pred.clip(min=1e-3)[valid])
+    return torch.sqrt(diff.pow(2).mean() - variance_focus * diff.mean().pow(2))
+
+
+def dice_loss(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - smoothed Dice coefficient per mask, averaged; probabilities are clipped to [0, 1]."""
+    probs = probs.clip(0.0, 1.0).flatten(1)
+    targets = targets.flatten(1)
+    return (1 - (2 * (probs * targets).sum(-1) + 1) / (probs.sum(-1) + targets.sum(-1) + 1)).mean()
+
+
+def crop_and_resize_masks(masks: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Box-local binary masks: RoIAlign (aligned, adaptive sampling) of each mask in its box, >= 0.5."""
+    from torchvision.ops import roi_align
+
+    if boxes.shape[0] == 0:
+        return boxes.new_zeros((0, size, size))
+    rois = torch.cat(
+        [torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None], boxes], dim=1
+    )
+    crops = roi_align(masks[:, None].to(boxes.dtype), rois, (size, size), 1.0, 0, True).squeeze(1)
+    return (crops >= 0.5).to(boxes.dtype)
+
+
+class ObjectSequenceCodec:
+    """Builds Pix2Seq-style training sequences for detection / instance segmentation and decodes outputs.
+
+    Each object is `[x1, y1, x2, y2, class, (mask codes...)]`; boxes are quantised with
+    `round(coord / coord_norm_value * num_bins)`. With sequence augmentation every image gets
+    `num_queries` objects: the real ones (random order), then noise objects (random or shifted boxes, and
+    jittered duplicates) labelled with the noise token; class inputs are corrupted at random.
+    """
+
+    def __init__(self, config: AiTConfig, task: str, mask_tokenizer: AiTVQVAE | None) -> None:
+        self.config = config
+        self.vocab = config.vocabulary
+        self.task = task
+        self.tokenizer = mask_tokenizer if task == "instance_segmentation" else None
+        self.mask_tokens = config.mask_tokens_per_object if self.tokenizer is not None else 0
+        self.object_length = 5 + self.mask_tokens
+
+    def quantize(self, boxes: torch.Tensor) -> torch.Tensor:
+        bins = self.vocab.num_bins
+        return (boxes / self.config.coord_norm_value * bins).round().long().clamp(0, bins)
+
+    def dequantize(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.float() * self.config.coord_norm_value / self.vocab.num_bins
+
+    def encode_masks(self, masks: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.tokenizer.config.image_size
+        crops = crop_and_resize_masks(masks, boxes, size)
+        if crops.shape[0] == 0:
+            return crops, torch.zeros((0, self.mask_tokens), dtype=torch.long, device=boxes.device)
+        return crops, self.tokenizer.encode(crops)
+
+    def build(
+        self, targets: list[dict[str, torch.Tensor]], image_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Input ids (B, L - 1), target ids (B, L) with -100 where ignored, and each image's GT mask crops."""
+        inputs, labels, crops_list = [], [], []
+        for target in targets:
+            seq, n_real, crops = self._build_one(target, image_size)
+            label = seq.clone().view(-1, self.object_length)
+            label[n_real:, :4] = -100
+            label[n_real:, 5:] = -100
+            inputs.append(self._corrupt_labels(seq.clone())[:-1])
+            labels.append(label.flatten())
+            crops_list.append(crops)
+        return _pad_stack(inputs, 0), _pad_stack(labels, -100), crops_list
+
+    def _build_one(self, target: dict[str, torch.Tensor], image_size: tuple[int, int]):
+        boxes = target["boxes"].float()
+        classes = target["class_labels"].long()
+        device = boxes.device
+        h, w = target.get("size", image_size)
+        scale = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=device)
+        perm = torch.randperm(len(classes), device=device)
+        boxes, classes = boxes[perm], classes[perm]
+        masks = target["masks"][perm] if self.tokenizer is not None else None
+        parts = [self.quantize(boxes), (classes + self.vocab.class_offset)[:, None]]
+        crops = None
+        if self.tokenizer is not None:
+            crops, codes = self.encode_masks(masks, boxes)
+            parts.append(codes + self.vocab.mask_offset)
+        real = torch.cat(parts, dim=1)
+        if not self.config.sequence_augmentation:
+            return real.flatten(), len(classes), crops
+        noise = self._noise_objects(boxes, masks, scale)
+        return torch.cat([real, noise], dim=0).flatten(), len(classes), crops
+
+    def _noise_objects(
+        self, boxes: torch.Tensor, masks: torch.Tensor | None, scale: torch.Tensor
+    ) -> torch.Tensor:
+        """Noise objects filling the sequence to `num_queries`: random/shifted boxes and jittered duplicates."""
+        n = boxes.shape[0]
+        num_noise = self.config.num_queries - n
+        device = boxes.device
+        num_dup = 0 if n == 0 else random.randint(0, num_noise)
+        num_bad = num_noise - num_dup
+        repeats = 1 if n == 0 else num_noise // n + 1
+        tiled = boxes.repeat(repeats, 1)
+        tiled_idx = torch.arange(n, device=device).repeat(repeats)
+        shifted = _shift_boxes(tiled[torch.randperm(len(tiled))[:num_bad]], scale)
+        candidates = torch.cat([_random_boxes(num_bad, scale, device), shifted], dim=0)
+        bad = candidates[torch.randperm(len(candidates))[:num_bad]]
+        if self.tokenizer is not None:
+            empty = torch.zeros(
+                (1, self.tokenizer.config.image_size, self.tokenizer.config.image_size), device=device
+            )
+            bad_codes = self.tokenizer.encode(empty).expand(num_bad, -1)
+        dup_pick = torch.randperm(len(tiled), device=device)[:num_dup]
+        dup = _jitter_boxes(tiled[dup_pick]).max(boxes.new_zeros(4)).min(scale)
+        if self.tokenizer is not None:
+            _, dup_codes = self.encode_masks(masks[tiled_idx[dup_pick]], dup)
+        order = torch.randperm(num_noise)
+        noise_boxes = torch.cat([bad, dup], dim=0)[order].max(boxes.new_zeros(4)).min(scale)
+        parts = [
+            self.quantize(noise_boxes),
+            torch.full((num_noise, 1), self.vocab.noise_label, device=device),
+        ]
+        if self.tokenizer is not None:
+            parts.append(torch.cat([bad_codes, dup_codes], dim=0)[order] + self.vocab.mask_offset)
+        return torch.cat(parts, dim=1)
+
+    def _corrupt_labels(self, seq: torch.Tensor) -> torch.Tensor:
+        mode = self.config.class_label_corruption
+        if mode == "none":
+            return seq
+        objects = seq.view(-1, self.object_length)
+        n = objects.shape[0]
+        random_labels = (
+            torch.randint(self.vocab.num_classes, (1, n), device=seq.device)[0] + self.vocab.class_offset
+        )
+        if mode == "rand_cls":
+            objects[:, 4] = random_labels
+        else:
+            noise = torch.full((n,), self.vocab.noise_label, device=seq.device)
+            objects[:, 4] = torch.where(torch.rand((1, n), device=seq.device)[0] < 0.5, random_labels, noise)
+        return seq
+
+
+def _pad_stack(seqs: list[torch.Tensor], value: int) -> torch.Tensor:
+    length = max(s.shape[0] for s in seqs)
+    return torch.stack([F.pad(s, (0, length - s.shape[0]), value=value) for s in seqs])
+
+
+def _shift_boxes(boxes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Boxes of the same size centred at uniformly random points of the image."""
+    centre = torch.rand((boxes.shape[0], 2), device=boxes.device) * scale[:2]
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2.0
+    return torch.cat([centre - half, centre + half], dim=-1)
+
+
+def _random_boxes(n: int, scale: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Random boxes: uniform centres, half sizes |truncated normal| / 4 (relative), scaled to the image."""
+    centre = torch.rand((n, 2), device=device)
+    half = torch.abs(trunc_normal_(torch.empty((n, 2), device=device)) / 4)
+    return torch.cat([centre - half, centre + half], dim=-1) * scale
+
+
+def _jitter_boxes(boxes: torch.Tensor, max_range: float = 0.1) -> torch.Tensor:
+    if boxes.shape[0] == 0:
+        return boxes
+    wh = boxes[:, 2:] - boxes[:, :2]
+    noise = torch.cat([wh, wh], dim=-1)
+    rate = trunc_normal_(torch.empty((boxes.shape[0], 4), device=boxes.device)) / 2 * max_range
+    return boxes + noise * rate
+
+
+# ============================================================================ the task solver
+class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
+    """AiT with any subset of the depth, object detection and instance segmentation heads.
+
+    Inference: `model(pixel_values, task=...)`. Training from raw targets: `depth_labels` (depth) or
+    `object_targets` (list of dicts with `boxes` x1y1x2y2 in input pixels, `class_labels`, `masks` full-frame
+    binary masks for instance segmentation, optional `size` (h, w) of the valid image area). Scoring a
+    given sequence: `decoder_input_ids` (B, L) and `labels` (B, L + 1) absolute token ids (-100 ignored); the
+    decoder's first position is the task token, so it predicts `labels[:, 0]`.
+    """
+
+    def __init__(self, config: AiTConfig) -> None:
+        super().__init__(config)
+        self.model = AiTModel(config)
+        self.decoder = AiTDecoder(config)
+        self.depth_tokenizer = AiTVQVAE(config.depth_tokenizer) if "depth" in config.tasks else None
+        self.mask_tokenizer = (
+            AiTVQVAE(config.mask_tokenizer) if "instance_segmentation" in config.tasks else None
+        )
+        for tokenizer in (self.depth_tokenizer, self.mask_tokenizer):
+            if tokenizer is not None:
+                tokenizer.requires_grad_(False)  # stage-1 tokenizers stay frozen in stage 2
+        self.post_init()
+
+    def train(self, mode: bool = True) -> AiTForDepthAndInstanceSegmentation:
+        super().train(mode)
+        for tokenizer in (self.depth_tokenizer, self.mask_tokenizer):
+            if tokenizer is not None:
+                tokenizer.eval()  # frozen: no EMA updates, eval behaviour
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def _check_task(self, task: str) -> None:
+        if task not in SUPPORTED_TASKS:
+            raise ValueError(f"unknown task {task!r}; supported tasks are {list(SUPPORTED_TASKS)}")
+        if task not in self.config.tasks:
+            raise ValueError(f"this model has no {task!r} head; it supports {self.config.tasks}")
+
+    def _embed_inputs(self, task: str, input_ids: torch.Tensor) -> torch.Tensor:
+        """Teacher-forcing decoder inputs: [task token, embeddings of input_ids] + learned positions."""
+        task_id = TASK_IDS[task]
+        b, length = input_ids.shape
+        if length + 1 > self.config.max_decoder_length:
+            raise ValueError(
+                f"sequence of {length + 1} positions exceeds max_decoder_length={self.config.max_decoder_length}"
+            )
+        embeds = self.decoder.token_embeddings[input_ids]
+        if task == "depth" and self.config.depth_parallel:
+            embeds = self.decoder.parallel_query_embedding.expand_as(embeds)
+        embeds = torch.cat([self.decoder.task_embeddings[task_id].expand(b, -1, -1), embeds], dim=1)
+        return embeds + self.decoder.position_embeddings[task_id, : length + 1]
+
+    def _depth_size(self) -> int:
+        return self.config.depth_tokenizer.image_size
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        task: str | None = None,
+        depth_labels: torch.Tensor | None = None,
+        object_targets: list[dict[str, torch.Tensor]] | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        mask_labels: torch.Tensor | None = None,
+        test_time_augmentation: bool = False,
+        output_hidden_states: bool = False,
+        generator: torch.Generator | None = None,
+        return_dict: bool | None = None,
+    ) -> AiTOutput | tuple:
+        """Run one task. See the class docstring for the training and scoring inputs.
+
+        `mask_labels` (N, S, S): box-local GT masks of the real objects in sequence order, used by the
+        instance mask auxiliary loss when scoring given sequences.
+        """
+        task = task or self.config.tasks[0]
+        self._check_task(task)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if decoder_input_ids is not None:
+            output = self._teacher_forced(
+                pixel_values, task, decoder_input_ids, labels, depth_labels, mask_labels
+            )
+        elif depth_labels is not None or object_targets is not None:
+            output = self._train_from_targets(pixel_values, task, depth_labels, object_targets)
+        elif task == "depth":
+            output = self._predict_depth(
+                pixel_values, test_time_augmentation, output_hidden_states, generator
+            )
+        else:
+            output = self._predict_objects(pixel_values, task, output_hidden_states, generator)
+        return output if return_dict else output.to_tuple()
+
+    # ------------------------------------------------------------------ training
+    def _teacher_forced(
+        self, pixel_values, task, input_ids, labels, depth_labels=None, mask_labels=None
+    ) -> AiTOutput:
+        memory = self.model(pixel_values).last_hidden_state
+        hidden = self.decoder(self._embed_inputs(task, input_ids), memory)
+        logits = self.decoder.logits(hidden)
+        loss, terms = (None, None)
+        if labels is not None:
+            if labels.shape != (input_ids.shape[0], input_ids.shape[1] + 1):
+                raise ValueError(
+                    f"labels must have shape (B, L + 1) = {(input_ids.shape[0], input_ids.shape[1] + 1)} for "
+                    f"decoder_input_ids of shape {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+                )
+            loss, terms = self.task_loss(task, logits, labels, depth_labels, mask_labels)
+        return AiTOutput(
+            loss=loss,
+            loss_terms=terms,
+            logits=logits,
+            decoder_hidden_states=hidden,
+            encoder_last_hidden_state=memory,
+        )
+
+    def _train_from_targets(self, pixel_values, task, depth_labels, object_targets) -> AiTOutput:
+        if task == "depth":
+            if depth_labels is None:
+                raise ValueError("task 'depth' trains from depth_labels (B, H, W) in metres")
+            gt = depth_labels if depth_labels.dim() == 4 else depth_labels.unsqueeze(1)
+            labels = self.depth_tokenizer.encode(gt) + self.config.vocabulary.depth_offset
+            return self._teacher_forced(pixel_values, task, labels[:, :-1], labels, depth_labels=gt)
+        if object_targets is None or len(object_targets) != pixel_values.shape[0]:
+            raise ValueError(
+                f"task {task!r} trains from object_targets: one dict per image (boxes, class_labels[, masks])"
+            )
+        codec = ObjectSequenceCodec(self.config, task, self.mask_tokenizer)
+        input_ids, labels, crops = codec.build(object_targets, tuple(pixel_values.shape[-2:]))
+        mask_labels = torch.cat(crops) if task == "instance_segmentation" else None
+        return self._teacher_forced(pixel_values, task, input_ids, labels, mask_labels=mask_labels)
+
+    def token_class_weights(self, task: str) -> torch.Tensor:
+        """Per-token-id weights of the cross-entropy (instance segmentation weighs boxes, classes, masks)."""
+        cfg, vocab = self.config, self.config.vocabulary
+        weight = torch.ones(cfg.vocab_size)
+        if task == "instance_segmentation":
+            weight[slice(*vocab.box_range())] = cfg.box_loss_weight
+            weight[slice(*vocab.class_range())] = cfg.class_loss_weight
+            weight[vocab.noise_label] = cfg.class_loss_weight
+            weight[slice(*vocab.mask_range())] = cfg.mask_loss_weight
+        return weight
+
+    def task_loss(
+        self, task, logits, labels, depth_labels=None, mask_labels=None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The original per-task losses, normalised by the number of supervised tokens."""
+        cfg, vocab = self.config, self.config.vocabulary
+        num_targets = (labels > -1).sum().clamp(min=1)
+        flat_logits = logits.reshape(-1, logits.shape[-1])
+        if task == "depth":
+            ce_sum = F.cross_entropy(flat_logits, labels.flatten(), reduction="sum", ignore_index=-100)
+            aux = logits.new_zeros(())
+            if cfg.depth_decoder_loss_weight > 0 and depth_labels is not None:
+                start, end = vocab.depth_range()
+                soft = self.depth_tokenizer.decode_soft(logits[..., start:end])
+                gt = depth_labels.squeeze(1) if depth_labels.dim() == 4 else depth_labels
+                aux = silog_loss(soft.float(), gt.float())
+            loss = (
+                ce_sum + aux * cfg.depth_decoder_loss_weight * (labels > -1).sum()
+            ) * cfg.depth_loss_weight
+            return loss / num_targets, {"ce": ce_sum / num_targets, "decoder_aux_ce": aux}
+
+        length = cfg.object_length(task)
+        weight = self.token_class_weights(task).to(logits)
+        objects_logits = logits.view(logits.shape[0], -1, length, logits.shape[-1])
+        objects_labels = labels.view(labels.shape[0], -1, length)
+
+        def part_ce(sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            part_labels = objects_labels[:, :, sl].flatten()
+            total = F.cross_entropy(
+                objects_logits[:, :, sl].reshape(-1, logits.shape[-1]),
+                part_labels,
+                weight=weight,
+                reduction="sum",
+            )
+            count = (part_labels > -1).sum()
+            return total / count.clamp(min=1), count
+
+        bbox_ce, _ = part_ce(slice(0, 4))
+        cls_ce, _ = part_ce(slice(4, 5))
+        ce_sum = F.cross_entropy(flat_logits, labels.flatten(), weight=weight, reduction="sum")
+        terms = {"cls_ce": cls_ce, "bbox_ce": bbox_ce}
+        if task == "object_detection":
+            return ce_sum * cfg.detection_loss_weight / num_targets, terms
+        mask_ce, num_mask_targets = part_ce(slice(5, length))
+        aux = logits.new_zeros(())
+        if cfg.mask_decoder_loss_weight > 0 and mask_labels is not None and mask_labels.shape[0] > 0:
+            start, end = vocab.mask_range()
+            real = objects_labels[:, :, 5] > -1  # objects whose mask tokens are supervised
+            mask_logits = objects_logits[:, :, 5:, start:end][real][: cfg.max_objects_decoder_loss]
+            soft = self.mask_tokenizer.decode_soft(mask_logits)
+            target = mask_labels[: soft.shape[0]].to(soft.dtype)
+            aux = cfg.mask_dice_loss_weight * dice_loss(soft, target) + F.mse_loss(soft, target)
+        loss = ce_sum + aux * cfg.mask_decoder_loss_weight * num_mask_targets * cfg.mask_loss_weight
+        terms.update(mask_ce=mask_ce, decoder_aux_ce=aux)
+        return loss * cfg.instance_loss_weight / num_targets, terms
+
+    # ------------------------------------------------------------------ depth inference
+    def _predict_depth(self, pixel_values, tta, output_hidden_states, generator) -> AiTOutput:
+        size = self._depth_size()
+        b, _, h, w = pixel_values.shape
+        if h != size or w < size:
+            raise ValueError(
+                f"depth input must be {size} pixels high and at least {size} wide (B, 3, {size}, W >= {size}), "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        if w == size and not tta:
+            return self._decode_depth(pixel_values, output_hidden_states, generator)
+        num_windows = max(self.config.depth_tta_windows, math.ceil(w / size)) if w > size else 1
+        step = (w - size) // (num_windows - 1) if num_windows > 1 else 0
+        offsets = [i * step for i in range(num_windows)]
+        crops = torch.cat([pixel_values[..., o : o + size] for o in offsets])
+        flip = tta and self.config.depth_tta_flip
+        if flip:
+            crops = torch.cat([crops, crops.flip(-1)])
+        out = self._decode_depth(crops, False, generator)
+        depth = out.predicted_depth
+        if flip:
+            half = depth.shape[0] // 2
+            depth = (depth[:half] + depth[half:].flip(-1)) / 2
+        total = depth.new_zeros((b, h, w))
+        count = depth.new_zeros((1, 1, w))
+        for i, o in enumerate(offsets):
+            total[..., o : o + size] += depth[i * b : (i + 1) * b]
+            count[..., o : o + size] += 1
+        return AiTOutput(
+            predicted_depth=(total / count).clip(min=1e-3), logits=out.logits, sequences=out.sequences
+        )
+
+    def _decode_depth(self, pixel_values, output_hidden_states, generator) -> AiTOutput:
+        cfg, vocab = self.config, self.config.vocabulary
+        memory = self.model(pixel_values).last_hidden_state
+        n = cfg.depth_tokenizer.num_tokens
+        start, end = vocab.depth_range()
+        b = memory.shape[0]
+        if cfg.depth_parallel:  # AiT-P: every query is the same learned embedding, so one causal pass
+            dummy = torch.zeros((b, n - 1), dtype=torch.long, device=memory.device)
+            hidden = self.decoder(self._embed_inputs("depth", dummy), memory)
+            logits = self.decoder.logits(hidden, start, end)
+            tokens = sample_tokens(logits, cfg.sampling_top_p, generator)
+        else:
+            hidden, logits, tokens = self._decode_depth_autoregressive(memory, n, start, end, generator)
+        if cfg.depth_soft_decoding:
+            depth = self.depth_tokenizer.decode_soft(logits)
+        else:
+            depth = self.depth_tokenizer.decode(tokens)
+        return AiTOutput(
+            predicted_depth=depth,
+            logits=logits,
+            sequences=tokens,
+            decoder_hidden_states=hidden if output_hidden_states else None,
+            encoder_last_hidden_state=memory if output_hidden_states else None,
+        )
+
+    def _decode_depth_autoregressive(self, memory, n, start, end, generator):
+        cfg = self.config
+        task_id = TASK_IDS["depth"]
+        state = AiTDecodingState(self.decoder, memory, n)
+        code_embeddings = self.decoder.token_embeddings[start:end]
+        positions = self.decoder.position_embeddings[task_id]
+        inputs = self.decoder.task_embeddings[task_id].expand(memory.shape[0], -1, -1)
+        hiddens, all_logits, all_tokens = [], [], []
+        for i in range(n):
+            hidden = state.step(inputs + positions[i])
+            logits = self.decoder.logits(hidden, start, end)
+            tokens = sample_tokens(logits, cfg.sampling_top_p, generator)
+            hiddens.append(hidden)
+            all_logits.append(logits)
+            all_tokens.append(tokens)
+            if cfg.soft_token_inputs:
+                inputs = (logits.softmax(-1) @ code_embeddings)[:, None]
+            else:
+                inputs = code_embeddings[tokens][:, None]
+        return torch.stack(hiddens, 1), torch.stack(all_logits, 1), torch.stack(all_tokens, 1)
+
+    # ------------------------------------------------------------------ object inference
+    def _predict_objects(self, pixel_values, task, output_hidden_states, generator) -> AiTOutput:
+        cfg, vocab = self.config, self.config.vocabulary
+        memory = self.model(pixel_values).last_hidden_state
+        b = memory.shape[0]
+        length = cfg.object_length(task)
+        total = cfg.num_queries * length
+        task_id = TASK_IDS[task]
+        state = AiTDecodingState(self.decoder, memory, total)
+        positions = self.decoder.position_embeddings[task_id]
+        embeddings = self.decoder.token_embeddings
+        inputs = self.decoder.task_embeddings[task_id].expand(b, -1, -1)
+        mask_start, mask_end = vocab.mask_range()
+        cls_start, cls_end = vocab.class_range()
+        soft_masks = cfg.soft_mask_decoding and task == "instance_segmentation"
+        hiddens, tokens, scores, mask_logits = [], [], [], []
+        for i in range(total):
+            hidden = state.step(inputs + positions[i])
+            slot = i % length
+            if slot < 4:
+                start, end = vocab.box_range()
+                logits = self.decoder.logits(hidden, start, end)
+            elif slot == 4:
+                start, end = cls_start, cls_end
+                logits = self.decoder.logits(hidden, start, end)
+                noise = self.decoder.logits(hidden, vocab.noise_label, vocab.noise_label + 1)
+                class_probs = torch.cat([logits, noise], dim=-1).softmax(-1)[:, :-1]
+            else:
+                start, end = mask_start, mask_end
+                logits = self.decoder.logits(hidden, start, end)
+                if soft_masks:
+                    mask_logits.append(logits)
+            token = sample_tokens(logits, cfg.sampling_top_p, generator)
+            if slot == 4:
+                scores.append(class_probs.gather(1, token[:, None])[:, 0])
+            if slot >= 5 and cfg.soft_token_inputs:
+                inputs = (logits.softmax(-1) @ embeddings[start:end])[:, None]
+            else:
+                inputs = embeddings[token + start][:, None]
+            hiddens.append(hidden)
+            tokens.append(token)
+        sequences = torch.stack(tokens, 1)
+        objects = sequences.view(b, cfg.num_queries, length)
+        codec = ObjectSequenceCodec(cfg, task, self.mask_tokenizer)
+        output = AiTOutput(
+            pred_boxes=codec.dequantize(objects[..., :4]),
+            pred_scores=torch.stack(scores, 1),
+            pred_labels=objects[..., 4],
+            sequences=sequences,
+            decoder_hidden_states=torch.stack(hiddens, 1) if output_hidden_states else None,
+            encoder_last_hidden_state=memory if output_hidden_states else None,
+        )
+        if task == "instance_segmentation":
+            tokenizer = self.mask_tokenizer
+            if soft_masks:
+                stacked = torch.stack(mask_logits, 1).view(b, cfg.num_queries, cfg.mask_tokens_per_object, -1)
+                output.mask_logits = stacked
+                masks = tokenizer.decode_soft(stacked.flatten(0, 1))
+            else:
+                masks = tokenizer.decode(objects[..., 5:].flatten(0, 1))
+            output.pred_masks = masks.view(b, cfg.num_queries, *masks.shape[-2:])
+        return output
