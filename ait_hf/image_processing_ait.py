@@ -1,4 +1,3 @@
-# Copyright 2025 The ait-hf authors. Licensed under the Apache License, Version 2.0.
 """Image processor for AiT (torchvision backend) and the pieces both backends share.
 
 AiT reads two kinds of input frames:
@@ -600,7 +599,9 @@ class AiTImageProcessor(AiTImageProcessorMixin, TorchvisionBackend):
       antialiasing, rescale by 1/255, no mean/std (as the original NYUv2 loader).
     * `"instance_segmentation"` / `"object_detection"`: mmdet test pipeline: keep-ratio resize to
       `instance_size` with mmcv rounding (bilinear, no antialiasing, rounded back to 8 bits for 8-bit inputs
-      as cv2 does), ImageNet mean/std, zero padding to `pad_size` (640x640) at the bottom/right.
+      as cv2 does; cv2's fixed-point arithmetic can differ from this exact bilinear by one 8-bit level in a
+      few pixels, and COCO images whose long side is already 640 are not resized at all), ImageNet
+      mean/std, zero padding to `pad_size` (640x640) at the bottom/right.
 
     Pipelines call the processor without `task`, so a checkpoint's `preprocessor_config.json` sets the task
     its pipeline should use.

@@ -1,4 +1,3 @@
-# Copyright 2025 The ait-hf authors. Licensed under the Apache License, Version 2.0.
 """Image processor for AiT, PIL/NumPy backend (works without torchvision).
 
 Same configuration, outputs and post-processing as `AiTImageProcessor` (they are shared through

@@ -3,6 +3,7 @@ test pipelines, post-processing against hand-computed results and the original's
 bad inputs, serialisation and the transformers pipelines."""
 
 import json
+import os
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -625,3 +626,54 @@ def test_pipelines(cls, fake_model):
     expected = np.zeros((240, 320), dtype=bool)
     expected[16:128, 32:160] = True
     np.testing.assert_array_equal(mask, expected)
+
+
+def test_remote_code_loading_from_a_flat_directory(tmp_path):
+    """Both backends load with `trust_remote_code` from a flat folder holding only the two processor files
+    (runs in a subprocess so the dynamic-module cache lives in tmp_path)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "ait_hf"
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    for name in ("image_processing_ait.py", "image_processing_pil_ait.py"):
+        shutil.copy(package / name, checkpoint / name)
+    config = AiTImageProcessor(task="object_detection").to_dict()
+    config["auto_map"] = {
+        "AutoImageProcessor": {
+            "torchvision": "image_processing_ait.AiTImageProcessor",
+            "pil": "image_processing_pil_ait.AiTImageProcessorPil",
+        }
+    }
+    (checkpoint / "preprocessor_config.json").write_text(json.dumps(config))
+    script = (
+        "import sys\n"
+        "from PIL import Image\n"
+        "from transformers import AutoImageProcessor\n"
+        "for backend in ('torchvision', 'pil'):\n"
+        "    processor = AutoImageProcessor.from_pretrained(sys.argv[1], trust_remote_code=True, backend=backend)\n"
+        "    values = processor(Image.new('RGB', (300, 200)), return_tensors='pt').pixel_values\n"
+        "    print(type(processor).__name__, processor.task, tuple(values.shape))\n"
+    )
+    environment = {
+        **os.environ,
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": "",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(checkpoint)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [
+        "AiTImageProcessor object_detection (1, 3, 640, 640)",
+        "AiTImageProcessorPil object_detection (1, 3, 640, 640)",
+    ]
