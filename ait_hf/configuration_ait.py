@@ -497,7 +497,13 @@ class AiTConfig(PretrainedConfig):
         }
         if bb.get("ape", False):
             raise ValueError("original backbone field 'ape'=True is not supported")
-        tasks = [ORIGINAL_TASK_NAMES[k] for k in heads]
+        for key, head in heads.items():
+            if head.get("task_id", TASK_IDS[ORIGINAL_TASK_NAMES[key]]) != TASK_IDS[ORIGINAL_TASK_NAMES[key]]:
+                raise ValueError(
+                    f"original {key}_head task_id={head['task_id']} differs from {TASK_IDS[ORIGINAL_TASK_NAMES[key]]}"
+                )
+        # instance segmentation first: a checkpoint that also carries a detection head is used for masks by default
+        tasks = sorted((ORIGINAL_TASK_NAMES[k] for k in heads), key=lambda t: t != "instance_segmentation")
         num_bins = tf.get("num_bins", 2001)
         num_classes = tf.get("num_classes", 80)
         num_mask = tf.get("num_embeddings", 128)

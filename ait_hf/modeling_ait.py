@@ -244,7 +244,7 @@ class AiTEncoder(nn.Module):
 
 def _drop_path_rates(config: AiTConfig, n: int) -> list[float]:
     if config.drop_path_linear:
-        return torch.linspace(0, config.drop_path, n).tolist()
+        return torch.linspace(0, config.drop_path, n, device="cpu").tolist()
     return [config.drop_path] * n
 
 

@@ -354,6 +354,7 @@ def _raise_on_mismatch(
     expected: Mapping[str, torch.Tensor],
     unmapped: list[str],
     what: str,
+    inconsistent: list[str] | None = None,
 ) -> None:
     missing = sorted(set(expected) - set(converted))
     wrong = [
@@ -362,6 +363,10 @@ def _raise_on_mismatch(
         if tuple(v.shape) != tuple(expected[k].shape)
     ]
     problems = []
+    if inconsistent:
+        problems.append(
+            f"inconsistent derived or aliased entries ({len(inconsistent)}): {sorted(inconsistent)}"
+        )
     if unmapped:
         problems.append(f"unexpected keys ({len(unmapped)}): {sorted(unmapped)}")
     if missing:

@@ -109,7 +109,7 @@ def convert_original_solver_state_dict(
         m = re.match(r"(det|insseg|depth)_head\.transformer\.(.+)", key)
         if m:  # the shared transformer, registered again inside each head
             original = transformer.get(m.group(2))
-            if original is None or original.shape != value.shape or not torch.equal(original, value):
+            if original is not None and (original.shape != value.shape or not torch.equal(original, value)):
                 inconsistent.append(f"{key} (differs from transformer.{m.group(2)})")
             continue
         unmapped.append(key)
@@ -132,7 +132,7 @@ def convert_original_solver_state_dict(
         else:
             converted[new_key] = value
 
-    if inconsistent:
-        raise ValueError(f"original checkpoint has inconsistent derived or aliased entries: {inconsistent}")
-    _raise_on_mismatch(converted, expected, unmapped, what="original AiT checkpoint")
+    _raise_on_mismatch(
+        converted, expected, unmapped, what="original AiT checkpoint", inconsistent=inconsistent
+    )
     return converted

@@ -1,0 +1,244 @@
+"""AiT task solver on tiny configs: shapes, fast paths equal straightforward paths, training from raw targets."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ait_hf.configuration_ait import AiTConfig, AiTVQVAEConfig
+from ait_hf.modeling_ait import (
+    AiTDecodingState,
+    AiTForDepthAndInstanceSegmentation,
+    ObjectSequenceCodec,
+    crop_and_resize_masks,
+    sample_tokens,
+)
+
+TINY_BACKBONE = {
+    "embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_sizes": [4, 4, 4, 2],
+    "pretrained_window_sizes": [0, 0, 0, 0], "shift_windows": [True, True, False, False], "rpe_hidden_dim": 16,
+    "drop_path_rate": 0.0,
+}  # fmt: skip
+
+
+def tiny_config(tasks=("depth", "instance_segmentation"), **kwargs) -> AiTConfig:
+    depth_tok = AiTVQVAEConfig(
+        image_size=64, downsample_ratio=16, num_embeddings=16, embedding_dim=8, hidden_size=4, tau=0.8
+    )
+    mask_tok = AiTVQVAEConfig(image_size=16, downsample_ratio=8, num_embeddings=16, embedding_dim=8, hidden_size=4,
+                              normalize_inputs=True, reconstruction_loss="mse", tokenizer_type="mask")  # fmt: skip
+    defaults = dict(
+        backbone_config=TINY_BACKBONE, tasks=list(tasks), d_model=16, encoder_layers=1, decoder_layers=2,
+        num_attention_heads=2, ffn_dim=32, dropout=0.0, drop_path=0.0, encoder_grid=(4, 4), max_decoder_length=64,
+        num_bins=50, num_classes=3, num_mask_codes=16, num_depth_codes=16, num_queries=3, coord_norm_value=128,
+        depth_tokenizer_config=depth_tok.to_diff_dict(), mask_tokenizer_config=mask_tok.to_diff_dict(),
+    )  # fmt: skip
+    defaults.update(kwargs)
+    return AiTConfig(**defaults)
+
+
+def tiny_model(**kwargs) -> AiTForDepthAndInstanceSegmentation:
+    torch.manual_seed(0)
+    model = AiTForDepthAndInstanceSegmentation(tiny_config(**kwargs)).eval()
+    with torch.no_grad():  # larger embeddings so that greedy tokens vary with the image
+        model.decoder.token_embeddings.normal_(0, 1.0)
+        model.decoder.position_embeddings.normal_(0, 1.0)
+    return model
+
+
+def test_vocabulary_is_derived_once():
+    vocab = tiny_config().vocabulary
+    assert (vocab.class_offset, vocab.noise_label, vocab.mask_offset, vocab.depth_offset, vocab.size) == (
+        51,
+        55,
+        56,
+        72,
+        88,
+    )
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_depth_cached_decoding_equals_teacher_forcing(soft):
+    """Step-by-step decoding with the key/value cache equals one causal pass over the same inputs."""
+    model = tiny_model(tasks=["depth"], soft_token_inputs=soft, depth_soft_decoding=soft)
+    pixel_values = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(pixel_values, task="depth", output_hidden_states=True)
+        start, end = model.config.vocabulary.depth_range()
+        if soft:  # re-run without cache, feeding the soft embeddings of the cached run's logits
+            codes = model.decoder.token_embeddings[start:end]
+            embeds = torch.cat(
+                [model.decoder.task_embeddings[2].expand(2, -1, -1), out.logits[:, :-1].softmax(-1) @ codes],
+                1,
+            )
+            embeds = embeds + model.decoder.position_embeddings[2, : embeds.shape[1]]
+            hidden = model.decoder(embeds, out.encoder_last_hidden_state)
+        else:
+            ids = out.sequences[:, :-1] + start
+            hidden = model(pixel_values, task="depth", decoder_input_ids=ids).decoder_hidden_states
+    assert out.predicted_depth.shape == (2, 64, 64) and out.logits.shape == (2, 16, 16)
+    torch.testing.assert_close(out.decoder_hidden_states, hidden, atol=1e-5, rtol=1e-5)
+
+
+def test_parallel_one_pass_equals_stepwise():
+    model = tiny_model(tasks=["depth"], depth_parallel=True, soft_token_inputs=False)
+    pixel_values = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(pixel_values, task="depth", output_hidden_states=True)
+        state = AiTDecodingState(model.decoder, out.encoder_last_hidden_state, 16)
+        inputs = model.decoder.task_embeddings[2].expand(2, -1, -1)
+        stepwise = []
+        for i in range(16):
+            stepwise.append(state.step(inputs + model.decoder.position_embeddings[2, i]))
+            inputs = model.decoder.parallel_query_embedding.expand(2, -1, -1)
+    torch.testing.assert_close(out.decoder_hidden_states, torch.stack(stepwise, 1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["depth", "instance_segmentation", "object_detection"])
+def test_batched_equals_single(task):
+    model = tiny_model(tasks=["depth", "instance_segmentation", "object_detection"])
+    size = 64 if task == "depth" else 128
+    pixel_values = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        batched = model(pixel_values, task=task)
+        singles = [model(pixel_values[i : i + 1], task=task) for i in range(3)]
+    for name in ("predicted_depth", "pred_boxes", "pred_scores", "pred_masks"):
+        value = getattr(batched, name)
+        if value is not None:
+            torch.testing.assert_close(
+                value, torch.cat([getattr(s, name) for s in singles]), atol=1e-4, rtol=1e-4
+            )
+    assert torch.equal(batched.sequences, torch.cat([s.sequences for s in singles]))
+
+
+def test_instance_outputs_shapes_and_ranges():
+    model = tiny_model()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 128, 128), task="instance_segmentation")
+    assert (
+        out.pred_boxes.shape == (2, 3, 4)
+        and out.pred_scores.shape == (2, 3)
+        and out.pred_labels.shape == (2, 3)
+    )
+    assert out.pred_masks.shape == (2, 3, 16, 16) and out.mask_logits.shape == (2, 3, 4, 16)
+    assert out.pred_boxes.min() >= 0 and out.pred_boxes.max() <= 128
+    assert out.pred_labels.max() < 3 and ((out.pred_scores > 0) & (out.pred_scores <= 1)).all()
+
+
+def test_nucleus_sampling():
+    logits = torch.tensor([[4.0, 3.0, -5.0, -6.0]]).repeat(2000, 1)
+    generator = torch.Generator().manual_seed(0)
+    tokens = sample_tokens(logits, 0.9, generator)
+    assert set(tokens.tolist()) == {0, 1}  # the two-token nucleus holds > 0.9 of the mass
+    assert 0.6 < (tokens == 0).float().mean() < 0.85  # renormalised p(0) = e / (e + 1) = 0.73
+    assert torch.equal(sample_tokens(logits, 0.0), torch.zeros(2000, dtype=torch.long))
+    assert torch.equal(sample_tokens(logits, 1e-6, generator), torch.zeros(2000, dtype=torch.long))
+
+
+def test_depth_training_from_raw_targets_backpropagates():
+    model = tiny_model(tasks=["depth"]).train()
+    depth = torch.rand(2, 64, 64) * 5 + 0.5
+    out = model(torch.randn(2, 3, 64, 64), task="depth", depth_labels=depth)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss) and set(out.loss_terms) == {"ce", "decoder_aux_ce"}
+    out.loss.backward()
+    assert model.decoder.token_embeddings.grad is not None
+    assert all(p.grad is None for p in model.depth_tokenizer.parameters())  # frozen tokenizer
+
+
+def _targets(n_images=2):
+    targets = []
+    for i in range(n_images):
+        masks = torch.zeros(2, 128, 128, dtype=torch.uint8)
+        masks[0, 10:40, 20:60] = 1
+        masks[1, 70:120, 50:100] = 1
+        targets.append(
+            {
+                "boxes": torch.tensor([[20.0, 10, 60, 40], [50, 70, 100, 120]]),
+                "class_labels": torch.tensor([i, 2]),
+                "masks": masks,
+            }
+        )
+    return targets
+
+
+def test_instance_sequence_construction():
+    config = tiny_config()
+    model = tiny_model()
+    codec = ObjectSequenceCodec(config, "instance_segmentation", model.mask_tokenizer)
+    torch.manual_seed(0)
+    inputs, labels, crops = codec.build(_targets(), (128, 128))
+    vocab = config.vocabulary
+    length = config.object_length("instance_segmentation")
+    assert length == 9 and inputs.shape == (2, 3 * length - 1) and labels.shape == (2, 3 * length)
+    objects = labels.view(2, 3, length)
+    # two real objects: supervised boxes, classes and mask codes; the noise object: only its noise class
+    assert (objects[:, :2, :4] >= 0).all() and (objects[:, :2, :4] <= vocab.num_bins).all()
+    assert ((objects[:, :2, 4] >= vocab.class_offset) & (objects[:, :2, 4] < vocab.special_offset)).all()
+    assert ((objects[:, :2, 5:] >= vocab.mask_offset) & (objects[:, :2, 5:] < vocab.depth_offset)).all()
+    assert (
+        (objects[:, 2, :4] == -100).all()
+        and (objects[:, 2, 5:] == -100).all()
+        and (objects[:, 2, 4] == vocab.noise_label).all()
+    )
+    # class inputs are corrupted (random class or noise label), boxes are kept
+    in_objects = torch.cat([inputs, torch.zeros(2, 1, dtype=torch.long)], 1).view(2, 3, length)
+    assert torch.equal(
+        in_objects[:, :, :4],
+        labels.view(2, 3, length)[:, :, :4].where(objects[:, :, :4] >= 0, in_objects[:, :, :4]),
+    )
+    assert ((in_objects[:, :, 4] >= vocab.class_offset) & (in_objects[:, :, 4] <= vocab.noise_label)).all()
+    assert crops[0].shape == (2, 16, 16) and set(crops[0].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_instance_training_from_raw_targets():
+    model = tiny_model().train()
+    out = model(torch.randn(2, 3, 128, 128), task="instance_segmentation", object_targets=_targets())
+    assert (
+        set(out.loss_terms) == {"cls_ce", "bbox_ce", "mask_ce", "decoder_aux_ce"}
+        and out.loss_terms["decoder_aux_ce"] > 0
+    )
+    out.loss.backward()
+    det = tiny_model(tasks=["object_detection"]).train()
+    out = det(
+        torch.randn(2, 3, 128, 128),
+        task="object_detection",
+        object_targets=[{k: v for k, v in t.items() if k != "masks"} for t in _targets()],
+    )
+    assert set(out.loss_terms) == {"cls_ce", "bbox_ce"} and torch.isfinite(out.loss)
+
+
+def test_mask_crops_match_the_original(fixtures_dir):
+    """RoIAlign crops of the GT masks equal the original's box-cropped masks (in its random GT order)."""
+    ref = np.load(fixtures_dir / "insseg" / "reference.npz")
+    masks, boxes = torch.from_numpy(ref["train_gt_masks"]), torch.from_numpy(ref["train_gt_bboxes"])
+    expected = torch.from_numpy(ref["train_gt_mask_crops"])
+    for order in ([0, 1], [1, 0]):
+        crops = crop_and_resize_masks(masks[order], boxes[order], 64)
+        if torch.equal(crops, expected):
+            break
+    else:
+        pytest.fail("no ordering of the GT masks reproduces the original crops")
+    assert torch.equal(crops, torch.from_numpy(ref["train_encode0_in"]))
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    loaded = AiTForDepthAndInstanceSegmentation.from_pretrained(tmp_path).eval()
+    pixel_values = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(pixel_values, task="depth").predicted_depth,
+            loaded(pixel_values, task="depth").predicted_depth,
+        )
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "ait"
+
+
+def test_config_validation_messages():
+    with pytest.raises(ValueError, match="subset of"):
+        tiny_config(tasks=["segmentation"])
+    with pytest.raises(ValueError, match="sampling_top_p"):
+        tiny_config(sampling_top_p=2.0)
+    with pytest.raises(ValueError, match="num_depth_codes"):
+        tiny_config(num_depth_codes=32)
