@@ -91,11 +91,17 @@ def _shift_region_ids(padded_height: int, padded_width: int, window_size: int, s
     return _window_partition(grid[None, :, :, None], window_size)[..., 0]
 
 
-def shift_window_mask(padded_height: int, padded_width: int, window_size: int, shift_size: int) -> Tensor:
+def shift_window_mask(
+    padded_height: int,
+    padded_width: int,
+    window_size: int,
+    shift_size: int,
+    device: torch.device | None = None,
+) -> Tensor:
     """(nW, N, N) float32 additive mask of the original: 0 within a shift region, -100 across regions."""
-    ids = _shift_region_ids(padded_height, padded_width, window_size, shift_size)
+    ids = _shift_region_ids(padded_height, padded_width, window_size, shift_size).to(device)
     different = ids[:, :, None] != ids[:, None, :]
-    return torch.zeros(different.shape).masked_fill_(different, SHIFT_MASK_VALUE)
+    return torch.zeros(different.shape, device=ids.device).masked_fill_(different, SHIFT_MASK_VALUE)
 
 
 def shift_window_channels(
@@ -291,18 +297,15 @@ class AiTSwinV2WindowAttention(nn.Module):
 
     # -- attention -----------------------------------------------------------------------------------------
 
-    def _normalized_qkv(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _query_key_value(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Three (B * nW, heads, N, head_dim) views of one fused projection (q and v biased, k not)."""
         num_windows_batch, tokens, _ = hidden_states.shape
         bias = None
         if self.q_bias is not None:
             bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         qkv = F.linear(hidden_states, self.qkv.weight, bias)
         qkv = qkv.view(num_windows_batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        query, key, value = qkv.unbind(0)
-        query, key = query.float(), key.float()
-        query = query / (query.norm(dim=-1, keepdim=True) + COSINE_NORM_EPS)
-        key = key / (key.norm(dim=-1, keepdim=True) + COSINE_NORM_EPS)
-        return query, key, value
+        return qkv.unbind(0)
 
     def _temperature(self) -> Tensor:
         return torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()
@@ -320,7 +323,7 @@ class AiTSwinV2WindowAttention(nn.Module):
         for "sdpa" the (query, key) extra channels (B * nW, 1, N, 4) of `shift_window_channels`.
         """
         num_windows_batch, tokens, channels = hidden_states.shape
-        query, key, value = self._normalized_qkv(hidden_states)
+        query, key, value = self._query_key_value(hidden_states)
         bias = self.position_bias(coords_table, position_index)
         if self.attn_implementation == "sdpa":
             context = self._sdpa(query, key, value, bias, shift_mask)
@@ -339,6 +342,9 @@ class AiTSwinV2WindowAttention(nn.Module):
         dtype: torch.dtype,
     ) -> Tensor:
         num_windows_batch, _, tokens, _ = query.shape
+        query, key = query.float(), key.float()
+        query = query / (query.norm(dim=-1, keepdim=True) + COSINE_NORM_EPS)
+        key = key / (key.norm(dim=-1, keepdim=True) + COSINE_NORM_EPS)
         scores = query @ key.transpose(-2, -1)
         # Same operations in the same order as the original; without autograd they run in place, which only
         # saves allocations of the (B * nW, heads, N, N) score tensor.
@@ -366,8 +372,13 @@ class AiTSwinV2WindowAttention(nn.Module):
         shift_channels: tuple[Tensor, Tensor] | None,
     ) -> Tensor:
         dtype = value.dtype
-        query = (query * self._temperature()).to(dtype)
-        key = key.to(dtype)
+        # Cosine normalisation as the original (additive eps), with the temperature folded into the queries.
+        query = query.float()
+        query = (query * (self._temperature() / (query.norm(dim=-1, keepdim=True) + COSINE_NORM_EPS))).to(
+            dtype
+        )
+        key = key.float()
+        key = (key / (key.norm(dim=-1, keepdim=True) + COSINE_NORM_EPS)).to(dtype)
         attn_mask = bias.to(dtype).unsqueeze(0)
         dropout = self.attention_dropout.p if self.training else 0.0
         if shift_channels is None:
@@ -532,7 +543,7 @@ class AiTSwinV2Stage(nn.Module):
             relative_coords_table(window_size, pretrained_window_size),
             persistent=False,
         )
-        self._shift_mask_cache: dict[tuple, Tensor | tuple[Tensor, Tensor]] = {}
+        self._shift_mask_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
         self.gradient_checkpointing = False
 
     def _shift_mask(
@@ -540,18 +551,17 @@ class AiTSwinV2Stage(nn.Module):
     ) -> Tensor | tuple[Tensor, Tensor]:
         window = self.window_size
         padded_height, padded_width = -(-height // window) * window, -(-width // window) * window
-        key = (self.attn_implementation, padded_height, padded_width, batch, device)
+        if self.attn_implementation != "sdpa":
+            # The (nW, N, N) mask of the original, rebuilt every forward as the original does (it can be large).
+            return shift_window_mask(padded_height, padded_width, window, self.shift_size, device)
+        # The sdpa channels are small (B * nW, 1, N, 4): keep the latest ones.
+        key = (padded_height, padded_width, batch, device)
         cached = self._shift_mask_cache.get(key)
-        if cached is not None:
-            return cached
-        if self.attn_implementation == "sdpa":
+        if cached is None:
             query, key_channels = shift_window_channels(padded_height, padded_width, window, self.shift_size)
-            mask = tuple(c.to(device).repeat(batch, 1, 1).unsqueeze(1) for c in (query, key_channels))
-        else:
-            mask = shift_window_mask(padded_height, padded_width, window, self.shift_size).to(device)
-        # Geometry-only, but a full eager mask can be large: keep just the latest one.
-        self._shift_mask_cache = {key: mask}
-        return mask
+            cached = tuple(c.to(device).repeat(batch, 1, 1).unsqueeze(1) for c in (query, key_channels))
+            self._shift_mask_cache = {key: cached}
+        return cached
 
     def forward(self, hidden_states: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, int, int]:
         """Returns (blocks output (B, H*W, C), input of the next stage, its height, its width)."""

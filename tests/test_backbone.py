@@ -199,7 +199,7 @@ def test_sdpa_matches_eager_with_padding_and_large_temperatures(shape: tuple[int
 
 def test_sdpa_matches_eager_in_training_gradients() -> None:
     model = _randomized_tiny_backbone(2).train()
-    pixel_values = torch.randn(2, 3, 50, 70, generator=torch.Generator().manual_seed(3))
+    pixel_values = torch.randn(2, 3, 36, 52, generator=torch.Generator().manual_seed(3))
     gradients = {}
     for implementation in IMPLEMENTATIONS:
         model.set_attn_implementation(implementation)
@@ -363,16 +363,28 @@ def test_full_size_backbone_matches_manifest(config_name: str) -> None:
 
 @pytest.mark.slow
 def test_full_size_swinv2b_sdpa_matches_eager() -> None:
+    """SwinV2-B at 640x640 (padding, shifts in every stage, head width 32).
+
+    With the initial temperature (10) the paths agree within 1e-4. With temperatures up to the clamp (100) the
+    float32 result itself is sensitive: a relative input change of 1e-7 moves the eager output by ~1e-3; the
+    sdpa difference must stay at that noise floor.
+    """
     manifest = json.loads((FIXTURES / "manifests" / "swinv2b_640reso_joint.json").read_text())
     torch.manual_seed(0)
     model = AiTSwinV2Backbone(**backbone_kwargs(manifest["model_cfg"]["backbone"])).eval()
+    pixel_values = torch.randn(1, 3, 640, 640)
+
+    def features(implementation: str, inputs: torch.Tensor) -> torch.Tensor:
+        model.set_attn_implementation(implementation)
+        with torch.inference_mode():
+            return model(inputs).feature_maps[0]
+
+    assert (features("eager", pixel_values) - features("sdpa", pixel_values)).abs().max() <= MAX_ABS_ERROR
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if name.endswith("logit_scale"):
                 parameter.uniform_(math.log(5), math.log(100))
-        pixel_values = torch.randn(1, 3, 640, 640)
-        model.set_attn_implementation("eager")
-        eager = model(pixel_values).feature_maps[0]
-        model.set_attn_implementation("sdpa")
-        sdpa = model(pixel_values).feature_maps[0]
-    assert (eager - sdpa).abs().max() <= MAX_ABS_ERROR
+    eager = features("eager", pixel_values)
+    perturbed = features("eager", pixel_values * (1 + 1e-7 * torch.randn_like(pixel_values)))
+    noise_floor = (eager - perturbed).abs().max()
+    assert (eager - features("sdpa", pixel_values)).abs().max() <= 3 * noise_floor
