@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ait_hf.modeling_ait import AiTForDepthAndInstanceSegmentation
+from ait_hf.image_processing_ait import paste_masks_in_image
+from ait_hf.modeling_ait import AiTForDepthAndInstanceSegmentation, ObjectSequenceCodec
 from conversion.convert_ait_to_hf import convert
 
 TOL = 1e-4
@@ -99,7 +100,33 @@ def _object_inference(report, model, task, img, ref, meta, prefix=""):
     if task == "instance_segmentation":
         report.close(prefix + "pred_mask_logits", out.mask_logits, ref[prefix + "pred_mask_logits"])
         report.close(prefix + "mask_probs", out.pred_masks[0], ref[prefix + "mask_probs"])
+        pasted = paste_masks_in_image(
+            out.pred_masks[0], out.pred_boxes[0] / scale, tuple(meta["ori_shape"][:2])
+        )
+        report.equal(prefix + "det_masks", pasted, ref[prefix + "det_masks"])
     return out
+
+
+def _post_processing(report, model, task, ref, meta):
+    """Hand-made token sequences (`pp_*`) decoded into boxes, labels and pasted masks as the original does."""
+    codec = ObjectSequenceCodec(model.config, task, model.mask_tokenizer)
+    scale = meta["scale_factor"]["value"][0]
+    variants = [("pp_", None)] if task == "object_detection" else [("pp_soft_", "soft"), ("pp_hard_", "hard")]
+    for prefix, kind in variants:
+        tokens = torch.from_numpy(ref[prefix + "tokens"]).view(-1, codec.object_length)
+        boxes = codec.dequantize(tokens[:, :4]) / scale
+        scores = torch.from_numpy(ref[prefix + "scores"])
+        report.close(prefix + "bboxes", torch.cat([boxes, scores[:, None]], 1), ref[prefix + "bboxes"])
+        report.equal(prefix + "labels", tokens[:, 4], ref[prefix + "labels"])
+        if kind is None:
+            continue
+        with torch.no_grad():
+            if kind == "soft":
+                probs = model.mask_tokenizer.decode_soft(torch.from_numpy(ref[prefix + "mask_logits"]))
+            else:
+                probs = model.mask_tokenizer.decode(tokens[:, 5:])
+        pasted = paste_masks_in_image(probs, boxes, tuple(meta["ori_shape"][:2]), restrict_to_box=True)
+        report.equal(prefix + "masks", pasted, ref[prefix + "masks"])
 
 
 @pytest.mark.parametrize("case", DEPTH_CASES)
@@ -146,6 +173,7 @@ def test_object_parity(converted, case, task):
     img = torch.from_numpy(ref["img"])
     _backbone_and_memory(report, model, img, ref)
     _object_inference(report, model, task, img, ref, cfg["inputs"]["img_meta"])
+    _post_processing(report, model, task, ref, cfg["inputs"]["img_meta"])
     crops = torch.from_numpy(ref["train_gt_mask_crops"]) if "train_gt_mask_crops" in ref.files else None
     with torch.no_grad():
         out = model(img, task=task, decoder_input_ids=torch.from_numpy(ref["train_input_seq"]),
