@@ -706,6 +706,18 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         mask_labels = torch.cat(crops) if task == "instance_segmentation" else None
         return self._teacher_forced(pixel_values, task, input_ids, labels, mask_labels=mask_labels)
 
+    def _global_num_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """Supervised tokens in the batch; in distributed training the mean over processes, as the original.
+
+        With gradients averaged over processes this makes the loss the global sum over the global count.
+        """
+        count = (labels > -1).sum().float()
+        if self.training and torch.distributed.is_available() and torch.distributed.is_initialized():
+            count = count.clone()
+            torch.distributed.all_reduce(count)
+            count = count / torch.distributed.get_world_size()
+        return count.clamp(min=1)
+
     def token_class_weights(self, task: str) -> torch.Tensor:
         """Per-token-id weights of the cross-entropy (instance segmentation weighs boxes, classes, masks)."""
         cfg, vocab = self.config, self.config.vocabulary
@@ -722,7 +734,7 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The original per-task losses, normalised by the number of supervised tokens."""
         cfg, vocab = self.config, self.config.vocabulary
-        num_targets = (labels > -1).sum().clamp(min=1)
+        num_targets = self._global_num_targets(labels)
         flat_logits = logits.reshape(-1, logits.shape[-1])
         if task == "depth":
             ce_sum = F.cross_entropy(flat_logits, labels.flatten(), reduction="sum", ignore_index=-100)
