@@ -57,8 +57,13 @@ def dataset_from_rows(
 
 
 def image_reference(path: Path, embed: bool) -> dict[str, Any]:
-    """The value of a `datasets.Image` column: a path to decode lazily, or the file's bytes when embedded."""
-    return {"path": str(path), "bytes": path.read_bytes() if embed else None}
+    """The value of a `datasets.Image` column: a path to decode lazily, or the file's bytes when embedded.
+
+    Embedded values carry no path: `datasets` drops the bytes of a value whose path is an existing file.
+    """
+    if embed:
+        return {"path": None, "bytes": path.read_bytes()}
+    return {"path": str(path), "bytes": None}
 
 
 def image_header_size(path: Path) -> tuple[int, int]:

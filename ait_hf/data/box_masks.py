@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,10 @@ def write_box_cropped_masks(
         if not (directory / _DONE_FILE).exists():
             jobs.append((source.shard(num_shards, index, contiguous=True), str(directory), mask_size))
     if num_proc > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("spawn").Pool(min(num_proc, len(jobs))) as pool:
+        # fork starts workers without re-importing the package (seconds each with spawn); workers use one
+        # torch thread, so the parent's thread pools are not touched after forking.
+        method = "fork" if sys.platform == "linux" else "spawn"
+        with multiprocessing.get_context(method).Pool(min(num_proc, len(jobs))) as pool:
             for _ in pool.imap_unordered(_write_shard, jobs):
                 pass
     else:

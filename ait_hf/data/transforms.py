@@ -73,6 +73,18 @@ def _rgb_array(image: Any) -> np.ndarray:
     return np.array(array)
 
 
+def _to_pixel_values(
+    image: np.ndarray, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1] (``ToTensor``), then ``(x - mean) / std`` if given."""
+    pixels = image.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+    if mean is not None or std is not None:
+        mean_array = np.asarray(mean if mean is not None else (0.0,) * 3, dtype=np.float32)[:, None, None]
+        std_array = np.asarray(std if std is not None else (1.0,) * 3, dtype=np.float32)[:, None, None]
+        pixels = (pixels - mean_array) / std_array
+    return torch.from_numpy(np.ascontiguousarray(pixels))
+
+
 def _normalise(
     pixels: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> torch.Tensor:
@@ -145,18 +157,18 @@ class NYUDepthTrainTransform(_ExampleTransform):
             image[:, left : left + stripe, :] = (millimetres % 256).astype(np.uint8)[..., None]
         self.count += 1
 
-        pixels = torch.from_numpy(image).permute(2, 0, 1)
-        depth_map = torch.from_numpy(np.ascontiguousarray(depth))[None]
+        # Flip and crop are numpy views here (no interpolation, nothing to keep in step but two arrays):
+        # one copy at the end instead of one per torchvision call, which matters on few CPU cores.
         if coin(self.generator, self.flip_p):
-            pixels, depth_map = F.horizontal_flip(pixels), F.horizontal_flip(depth_map)
+            image, depth = image[:, ::-1], depth[:, ::-1]
         top, left = _random_crop_offsets(height, width, self.crop_size, self.generator)
-        pixels = F.crop(pixels, top, left, *self.crop_size)
-        depth_map = F.crop(depth_map, top, left, *self.crop_size)
-        image = self.photometric(np.ascontiguousarray(pixels.permute(1, 2, 0).numpy()), self.generator)
-        pixel_values = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+        crop_h, crop_w = self.crop_size
+        image = image[top : top + crop_h, left : left + crop_w]
+        depth = depth[top : top + crop_h, left : left + crop_w]
+        image = self.photometric(np.ascontiguousarray(image), self.generator)
         return {
-            "pixel_values": _normalise(pixel_values, self.image_mean, self.image_std).contiguous(),
-            "depth_labels": depth_map[0].contiguous(),
+            "pixel_values": _to_pixel_values(image, self.image_mean, self.image_std),
+            "depth_labels": torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)),
             "task": "depth",
         }
 
@@ -170,10 +182,9 @@ class NYUDepthEvalTransform(_ExampleTransform):
     def example(self, example: dict[str, Any]) -> dict[str, Any]:
         image = _rgb_array(example["image"])
         depth = depth_to_metres(example["depth"])
-        pixel_values = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
         return {
-            "pixel_values": _normalise(pixel_values, self.image_mean, self.image_std).contiguous(),
-            "depth_labels": torch.from_numpy(np.ascontiguousarray(depth)),
+            "pixel_values": _to_pixel_values(image, self.image_mean, self.image_std),
+            "depth_labels": torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)),
             "task": "depth",
         }
 
@@ -221,24 +232,28 @@ class DepthVQVAETransform(_ExampleTransform):
         self.generator = generator
 
     def example(self, example: dict[str, Any]) -> dict[str, Any]:
-        depth = torch.from_numpy(np.ascontiguousarray(depth_to_metres(example["depth"])))[None]
+        depth = depth_to_metres(example["depth"])
         if not self.train:
-            return {"pixel_values": depth, "labels": depth.clone()}
+            whole = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
+            return {"pixel_values": whole, "labels": whole.clone()}
+        # Crops and flip as numpy views, one copy at the end (see NYUDepthTrainTransform).
         if self.boundary_crop is not None:
             x_min, y_min, x_max, y_max = self.boundary_crop
-            if x_max > depth.shape[-1] or y_max > depth.shape[-2]:
+            if x_max > depth.shape[1] or y_max > depth.shape[0]:
                 raise DataValidationError(
-                    f"boundary crop {self.boundary_crop} exceeds the {depth.shape[-2]}x{depth.shape[-1]} depth map"
+                    f"boundary crop {self.boundary_crop} exceeds the {depth.shape[0]}x{depth.shape[1]} depth map"
                 )
-            depth = F.crop(depth, y_min, x_min, y_max - y_min, x_max - x_min)
+            depth = depth[y_min:y_max, x_min:x_max]
         if coin(self.generator, self.flip_p):
-            depth = F.horizontal_flip(depth)
-        top, left = _random_crop_offsets(depth.shape[-2], depth.shape[-1], self.crop_size, self.generator)
-        target = F.crop(depth, top, left, *self.crop_size).contiguous()
+            depth = depth[:, ::-1]
+        top, left = _random_crop_offsets(depth.shape[0], depth.shape[1], self.crop_size, self.generator)
+        crop_h, crop_w = self.crop_size
+        target = torch.from_numpy(np.ascontiguousarray(depth[top : top + crop_h, left : left + crop_w]))[None]
         masked = target
         if self.mask_ratio > 0:
-            mask = patch_mask(*self.crop_size, self.mask_ratio, self.mask_patch_size, self.generator)
-            masked = target * mask
+            masked = target * patch_mask(
+                crop_h, crop_w, self.mask_ratio, self.mask_patch_size, self.generator
+            )
         return {"pixel_values": masked, "labels": target}
 
 
