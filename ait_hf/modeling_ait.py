@@ -102,6 +102,11 @@ class AiTAttention(nn.Module):
     def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
 
+    def fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of the q, k and v projections stacked, for one matmul per decoding step."""
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        return weight, torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+
     def attend(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, causal: bool = False
     ) -> torch.Tensor:
@@ -151,24 +156,42 @@ class AiTDecoderLayer(nn.Module):
         return self.cross_attn.project_kv(self.cross_attn_layer_norm(memory))
 
     def forward(
-        self,
-        hidden_states: torch.Tensor,
-        memory_kv: tuple[torch.Tensor, torch.Tensor],
-        self_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        self, hidden_states: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        """Teacher forcing (causal over `hidden_states`) or one cached step when `self_kv` is given.
-
-        In a cached step `self_kv` holds the keys/values of all positions up to and including this one.
-        """
+        """Teacher forcing: causal self-attention over all positions of `hidden_states`."""
         normed = self.self_attn_layer_norm(hidden_states)
-        if self_kv is None:
-            attn = self.self_attn(normed, normed, causal=True)
-        else:
-            attn = self.self_attn.attend(normed, *self_kv)
-        hidden_states = hidden_states + self.drop_path(attn)
+        hidden_states = hidden_states + self.drop_path(self.self_attn(normed, normed, causal=True))
+        return self._cross_attention_and_mlp(hidden_states, memory_kv)
+
+    def _cross_attention_and_mlp(
+        self, hidden_states: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         normed = self.cross_attn_layer_norm(hidden_states)
         hidden_states = hidden_states + self.drop_path(self.cross_attn.attend(normed, *memory_kv))
         return hidden_states + self.drop_path(self.mlp(self.final_layer_norm(hidden_states)))
+
+    def step(
+        self,
+        hidden_states: torch.Tensor,
+        fused_qkv: tuple[torch.Tensor, torch.Tensor],
+        cache_keys: torch.Tensor,
+        cache_values: torch.Tensor,
+        position: int,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """One decoding position (B, 1, d): writes its key/value into the cache at `position`, attends to
+        positions `0..position` (no mask needed: later positions are not there yet)."""
+        attn = self.self_attn
+        b = hidden_states.shape[0]
+        qkv = F.linear(self.self_attn_layer_norm(hidden_states), *fused_qkv)
+        q, k, v = qkv.view(b, 3, attn.num_heads, attn.head_dim).unbind(1)
+        cache_keys[:, :, position] = k
+        cache_values[:, :, position] = v
+        out = F.scaled_dot_product_attention(
+            q[:, :, None], cache_keys[:, :, : position + 1], cache_values[:, :, : position + 1]
+        )
+        hidden_states = hidden_states + self.drop_path(attn.out_proj(out.reshape(b, 1, -1)))
+        return self._cross_attention_and_mlp(hidden_states, memory_kv)
 
 
 def sine_position_encoding(rows: int, cols: int, dim: int, normalize: bool = False) -> torch.Tensor:
@@ -284,14 +307,18 @@ class AiTDecoder(nn.Module):
 
 
 class AiTDecodingState:
-    """Preallocated self-attention key/value cache for step-by-step decoding."""
+    """Step-by-step decoding state: preallocated self-attention key/value cache, memory keys/values.
+
+    The memory's cross-attention keys/values and the fused q/k/v projection weights are computed once per
+    call; each step then costs one fused projection, two attentions and the MLP per layer.
+    """
 
     def __init__(self, decoder: AiTDecoder, memory: torch.Tensor, max_length: int) -> None:
         self.decoder = decoder
         self.memory_kv = decoder.memory_kv(memory)
+        self.fused_qkv = [layer.self_attn.fused_qkv() for layer in decoder.layers]
         b, heads = memory.shape[0], decoder.num_heads
-        head_dim = memory.shape[-1] // heads
-        shape = (b, heads, max_length, head_dim)
+        shape = (b, heads, max_length, memory.shape[-1] // heads)
         self.keys = [memory.new_empty(shape) for _ in decoder.layers]
         self.values = [memory.new_empty(shape) for _ in decoder.layers]
         self.length = 0
@@ -301,13 +328,7 @@ class AiTDecodingState:
         t = self.length
         hidden = inputs_embeds
         for i, layer in enumerate(self.decoder.layers):
-            normed = layer.self_attn_layer_norm(hidden)
-            k, v = layer.self_attn.project_kv(normed)
-            self.keys[i][:, :, t : t + 1] = k
-            self.values[i][:, :, t : t + 1] = v
-            hidden = layer(
-                hidden, self.memory_kv[i], (self.keys[i][:, :, : t + 1], self.values[i][:, :, : t + 1])
-            )
+            hidden = layer.step(hidden, self.fused_qkv[i], self.keys[i], self.values[i], t, self.memory_kv[i])
         self.length += 1
         return self.decoder.final_layer_norm(hidden)[:, 0]
 
