@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ait_hf.configuration_ait import AiTConfig, AiTVQVAEConfig
+from ait_hf.hub import PIPELINE_TASKS, add_remote_code, image_processor_for_config, push_folder_to_hub
 from ait_hf.modeling_ait import AiTForDepthAndInstanceSegmentation
 from ait_hf.modeling_ait_vqvae import AiTVQVAE, load_original_state_dict
 from ait_hf.original_checkpoints import convert_original_solver_state_dict
@@ -202,25 +203,76 @@ def convert(
     out = Path(output_dir)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         model.save_pretrained(tmp)
-        _save_extras(model, tmp)
+        _save_extras(model, tmp, original_config, checkpoint)
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(tmp, out)
-    if push_to_hub:
-        model.push_to_hub(push_to_hub)
+    if push_to_hub:  # the whole folder: model.push_to_hub alone would leave out the processor, card and code
+        push_folder_to_hub(out, push_to_hub, commit_message=f"Convert {Path(checkpoint).name}")
     return model
 
 
-def _save_extras(model: torch.nn.Module, directory: str) -> None:
-    """Image processor config for solvers (when the processor module is available)."""
-    if not isinstance(model, AiTForDepthAndInstanceSegmentation):
-        return
-    try:
-        from ait_hf.image_processing_ait import AiTImageProcessor
-    except ImportError:
-        return
-    task = model.config.tasks[0]
-    AiTImageProcessor(task=task).save_pretrained(directory)
+def _save_extras(model: torch.nn.Module, directory: str, original_config: str, checkpoint: str) -> None:
+    """Image processor (solvers; its `task` is the model's first task), model card and remote code."""
+    if isinstance(model, AiTForDepthAndInstanceSegmentation):
+        image_processor_for_config(model.config).save_pretrained(directory)
+    Path(directory, "README.md").write_text(model_card(original_config, model, checkpoint))
+    add_remote_code(directory)
+
+
+# ------------------------------------------------------------------------------------------ model cards
+MODEL_CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+_TASK_PIPELINES = {task: pipeline for pipeline, task in PIPELINE_TASKS.items()}
+_TASK_DATASETS = {"depth": "nyu_depth_v2", "instance_segmentation": "coco", "object_detection": "coco"}
+_TASK_METRICS = {
+    "depth": ["delta1", "abs_rel", "rmse"],
+    "instance_segmentation": ["box_ap", "mask_ap"],
+    "object_detection": ["box_ap"],
+}
+
+
+def model_card_name(original_config: str) -> str:
+    """The released configuration a conversion comes from: the preset name or the config file's stem."""
+    return Path(original_config).stem
+
+
+def model_card(original_config: str, model: torch.nn.Module, checkpoint: str) -> str:
+    """`model_cards/<configuration>.md` for the released checkpoints, else a short generated card."""
+    card = MODEL_CARDS_DIR / f"{model_card_name(original_config)}.md"
+    if card.is_file():
+        return card.read_text()
+    return _generic_model_card(model, Path(checkpoint).name, original_config)
+
+
+def _generic_model_card(model: torch.nn.Module, checkpoint_name: str, original_config: str) -> str:
+    """Card of a checkpoint that is not one of the released ones (own training, fixtures): metadata + caveats."""
+    if isinstance(model, AiTForDepthAndInstanceSegmentation):
+        tasks = list(model.config.tasks)
+        pipeline_tag = f"pipeline_tag: {_TASK_PIPELINES[tasks[0]]}\n"
+        datasets = sorted({_TASK_DATASETS[t] for t in tasks})
+        metrics = [m for t in tasks for m in _TASK_METRICS[t]]
+        what = f"an AiT task solver for {', '.join(t.replace('_', ' ') for t in tasks)}"
+    else:
+        tasks, pipeline_tag, metrics = [], "", []
+        datasets = ["nyu_depth_v2" if model.config.tokenizer_type == "depth" else "coco"]
+        what = f"an AiT VQ-VAE tokenizer for {model.config.tokenizer_type} maps"
+    lines = "".join(f"  - {name}\n" for name in datasets)
+    metric_lines = (
+        ("metrics:\n" + "".join(f"  - {name}\n" for name in dict.fromkeys(metrics))) if metrics else ""
+    )
+    return (
+        f"---\nlibrary_name: transformers\n{pipeline_tag}license: unknown\ntags:\n  - ait\n  - custom_code\n"
+        f"datasets:\n{lines}{metric_lines}---\n\n"
+        f"# AiT checkpoint converted from `{checkpoint_name}`\n\n"
+        f"This folder holds {what}, converted with ait-hf from `{checkpoint_name}` (configuration "
+        f"`{original_config}`). It is not one of the released original checkpoints, so no results are reported "
+        "here; evaluate it before use.\n\n"
+        "Load it with `import ait_hf` and the transformers Auto classes or pipelines, or with "
+        "`trust_remote_code=True` (the folder carries the modelling code).\n\n"
+        "## Licence\n\nThe original AiT repository (SwinTransformer/AiT) carries no licence; weights derived from "
+        "its checkpoints inherit that unknown status (`license: unknown`). Check the terms of the weights you "
+        "converted before sharing them.\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
