@@ -247,45 +247,50 @@ class AiTSwinV2WindowAttention(nn.Module):
         self.attention_dropout = nn.Dropout(attention_dropout)
         self.projection = nn.Linear(dim, dim)
         self.projection_dropout = nn.Dropout(projection_dropout)
-        self._bias_table_cache: tuple[tuple, Tensor] | None = None
+        # (key, table, gathered bias or None); see `position_bias`.
+        self._bias_cache: tuple[tuple, Tensor, Tensor | None] | None = None
+        self.cache_full_position_bias = False
 
     # -- relative position bias ------------------------------------------------------------------------
 
-    def _bias_table_key(self, coords_table: Tensor) -> tuple:
+    def _bias_cache_key(self, coords_table: Tensor, position_index: Tensor) -> tuple:
         first, _, second = self.continuous_position_bias_mlp
-        tensors = (first.weight, first.bias, second.weight, coords_table)
+        tensors = (first.weight, first.bias, second.weight, coords_table, position_index)
         return tuple((id(t), t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
 
-    def position_bias_table(self, coords_table: Tensor) -> Tensor:
+    def _compute_position_bias_table(self, coords_table: Tensor) -> Tensor:
         """(num_heads, (2W-1)^2) float32 table `16 * sigmoid(mlp(coords))`.
 
-        The MLP runs in float32 (the original's last layer is an explicit float32 linear). In eval mode
-        without gradients the table is cached; the key is the identity and version counter of the MLP
-        parameters and the coordinates, so `load_state_dict`, optimiser steps and `.to()` invalidate it
-        (edits through `param.data` do not: call `clear_cache()` after those).
+        The MLP runs in float32 (the original's last layer is an explicit float32 linear); sigmoid is
+        elementwise, so applying it before the gather equals the original's order.
         """
-        use_cache = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
-        if use_cache:
-            key = self._bias_table_key(coords_table)
-            if self._bias_table_cache is not None and self._bias_table_cache[0] == key:
-                return self._bias_table_cache[1]
         first, _, second = self.continuous_position_bias_mlp
         hidden = F.relu(F.linear(coords_table.float(), first.weight.float(), first.bias.float()))
         table = F.linear(hidden, second.weight.float()).view(-1, self.num_heads)
-        # sigmoid is elementwise, so applying it before the gather equals the original's order.
-        table = (POSITION_BIAS_SCALE * torch.sigmoid(table)).t().contiguous()
-        if use_cache:
-            self._bias_table_cache = (key, table)
-        return table
+        return (POSITION_BIAS_SCALE * torch.sigmoid(table)).t().contiguous()
 
     def position_bias(self, coords_table: Tensor, position_index: Tensor) -> Tensor:
-        """(num_heads, N, N) float32 additive bias for one window."""
+        """(num_heads, N, N) float32 additive bias for one window.
+
+        In eval mode without gradients the small table (and, with `cache_full_position_bias`, the gathered
+        (heads, N, N) bias too) is cached. The key is the identity and version counter of the MLP parameters
+        and the buffers, so `load_state_dict`, optimiser steps and `.to()` invalidate it (edits through
+        `param.data` do not: call `clear_cache()` after those).
+        """
+        use_cache = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
+        key = self._bias_cache_key(coords_table, position_index) if use_cache else None
+        cached = self._bias_cache if use_cache and self._bias_cache and self._bias_cache[0] == key else None
+        if cached is not None and cached[2] is not None:
+            return cached[2]
+        table = cached[1] if cached is not None else self._compute_position_bias_table(coords_table)
         tokens = math.isqrt(position_index.numel())
-        table = self.position_bias_table(coords_table)
-        return table.index_select(1, position_index.view(-1)).view(self.num_heads, tokens, tokens)
+        bias = table.index_select(1, position_index.view(-1)).view(self.num_heads, tokens, tokens)
+        if use_cache:
+            self._bias_cache = (key, table, bias if self.cache_full_position_bias else None)
+        return bias
 
     def clear_cache(self) -> None:
-        self._bias_table_cache = None
+        self._bias_cache = None
 
     def train(self, mode: bool = True) -> AiTSwinV2WindowAttention:
         self.clear_cache()
@@ -709,6 +714,24 @@ class AiTSwinV2Backbone(nn.Module):
     def gradient_checkpointing(self, enabled: bool) -> None:
         for stage in self.encoder.layers:
             stage.gradient_checkpointing = bool(enabled)
+
+    @property
+    def cache_full_position_bias(self) -> bool:
+        """Also keep the gathered (heads, N, N) position biases in inference (faster, memory hungry).
+
+        Off by default: for SwinV2-B with 30x30 windows they take about 1 GB (float32); the default cache
+        keeps only the small per-block tables and re-gathers the bias every forward.
+        """
+        return all(
+            m.cache_full_position_bias for m in self.modules() if isinstance(m, AiTSwinV2WindowAttention)
+        )
+
+    @cache_full_position_bias.setter
+    def cache_full_position_bias(self, enabled: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, AiTSwinV2WindowAttention):
+                module.cache_full_position_bias = bool(enabled)
+                module.clear_cache()
 
     def clear_cache(self) -> None:
         """Drop cached position-bias tables and shift masks (needed only after edits through `param.data`)."""

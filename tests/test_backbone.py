@@ -226,15 +226,18 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
         assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_position_bias_cache_follows_parameter_updates() -> None:
+@pytest.mark.parametrize("cache_full_position_bias", [False, True])
+def test_position_bias_cache_follows_parameter_updates(cache_full_position_bias: bool) -> None:
     model = _randomized_tiny_backbone(6)
+    model.cache_full_position_bias = cache_full_position_bias
     reference = _randomized_tiny_backbone(7)  # other weights
     pixel_values = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(8))
     with torch.inference_mode():
         first = model(pixel_values).feature_maps[-1]
         assert torch.equal(model(pixel_values).feature_maps[-1], first)  # cached tables reused
         attention = model.encoder.layers[0].blocks[0].attention
-        assert attention._bias_table_cache is not None
+        assert attention._bias_cache is not None
+        assert (attention._bias_cache[2] is not None) == cache_full_position_bias
     model.load_state_dict(reference.state_dict())  # in-place copies bump the version counters
     with torch.inference_mode():
         assert torch.equal(model(pixel_values).feature_maps[-1], reference(pixel_values).feature_maps[-1])
