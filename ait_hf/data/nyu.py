@@ -290,7 +290,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         embed_files=args.embed_files,
         cache_dir=args.cache_dir,
     )
-    dataset.save_to_disk(args.output)
+    # The depth decoding is a format transform, which save_to_disk cannot store: load_prepared_dataset
+    # puts it back.
+    dataset.with_format(None).save_to_disk(args.output)
     print(f"wrote {len(dataset)} NYUv2 {args.split} pairs to {args.output}")
 
 

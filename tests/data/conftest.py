@@ -31,7 +31,9 @@ def hf_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_nyu(tmp_path_factory) -> dict[str, Path]:
     """Full-size (480x640) synthetic NYUv2: 6 train and 3 test pairs. Do not modify: copy it first."""
-    return make_synthetic_nyu(tmp_path_factory.mktemp("nyu") / "nyu_depth_v2", num_train=6, num_test=3, seed=0)
+    return make_synthetic_nyu(
+        tmp_path_factory.mktemp("nyu") / "nyu_depth_v2", num_train=6, num_test=3, seed=0
+    )
 
 
 @pytest.fixture(scope="session")

@@ -120,12 +120,18 @@ def _expected_crops(annotation_file):
 
 
 def test_box_cropped_mask_dataset(synthetic_coco, hf_cache):
-    coco = load_coco_instances(synthetic_coco["image_dir"], synthetic_coco["annotation_file"], cache_dir=hf_cache)
+    coco = load_coco_instances(
+        synthetic_coco["image_dir"], synthetic_coco["annotation_file"], cache_dir=hf_cache
+    )
     masks = build_box_cropped_masks(coco, cache_dir=hf_cache)
     expected = _expected_crops(synthetic_coco["annotation_file"])
     assert masks.cache_files  # memory-mapped
     assert masks["annotation_id"] == [annotation_id for annotation_id, _ in expected]
-    crowd_ids = {a["id"] for a in json.loads(synthetic_coco["annotation_file"].read_text())["annotations"] if a["iscrowd"]}
+    crowd_ids = {
+        a["id"]
+        for a in json.loads(synthetic_coco["annotation_file"].read_text())["annotations"]
+        if a["iscrowd"]
+    }
     assert crowd_ids and not crowd_ids & set(masks["annotation_id"])
     for row, (_, crop) in zip(masks, expected):
         assert row["mask"].size == (64, 64)
@@ -140,12 +146,16 @@ def test_box_cropped_mask_dataset(synthetic_coco, hf_cache):
 
 
 def test_parallel_resumable_writer_and_command(synthetic_coco, hf_cache, tmp_path):
-    coco = load_coco_instances(synthetic_coco["image_dir"], synthetic_coco["annotation_file"], cache_dir=hf_cache)
+    coco = load_coco_instances(
+        synthetic_coco["image_dir"], synthetic_coco["annotation_file"], cache_dir=hf_cache
+    )
     reference = build_box_cropped_masks(coco, cache_dir=hf_cache)
     output = write_box_cropped_masks(coco, tmp_path / "masks", num_shards=3, num_proc=2)
     written = load_box_cropped_masks(output)
     assert written["annotation_id"] == reference["annotation_id"]
-    assert [np.asarray(m).tolist() for m in written["mask"]] == [np.asarray(m).tolist() for m in reference["mask"]]
+    assert [np.asarray(m).tolist() for m in written["mask"]] == [
+        np.asarray(m).tolist() for m in reference["mask"]
+    ]
     manifest = json.loads((output / "manifest.json").read_text())
     assert manifest["num_masks"] == len(reference) and manifest["num_shards"] == 3
 

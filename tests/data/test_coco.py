@@ -37,7 +37,10 @@ def test_rows_fields_and_label_mapping(synthetic_coco, hf_cache):
     annotations = {a["id"]: a for a in raw["annotations"]}
     for row, image in zip(dataset, raw["images"]):
         assert row["image_id"] == image["id"] and row["file_name"] == image["file_name"]
-        assert isinstance(row["image"], PIL.Image.Image) and row["image"].size == (image["width"], image["height"])
+        assert isinstance(row["image"], PIL.Image.Image) and row["image"].size == (
+            image["width"],
+            image["height"],
+        )
         objects = row["objects"]
         assert objects["id"] == [a["id"] for a in raw["annotations"] if a["image_id"] == image["id"]]
         for k, annotation_id in enumerate(objects["id"]):
@@ -60,13 +63,19 @@ def test_masks_equal_pycocotools_ann_to_mask_for_every_segmentation_form(synthet
     forms = set()
     for row in dataset:
         masks = coco_object_masks(row)
-        assert masks.dtype == np.uint8 and masks.shape == (len(row["objects"]["id"]), row["height"], row["width"])
+        assert masks.dtype == np.uint8 and masks.shape == (
+            len(row["objects"]["id"]),
+            row["height"],
+            row["width"],
+        )
         for k, annotation_id in enumerate(row["objects"]["id"]):
             annotation = coco.anns[annotation_id]
             expected = coco.annToMask(annotation)
             np.testing.assert_array_equal(masks[k], expected)
             segmentation = annotation["segmentation"]
-            np.testing.assert_array_equal(decode_coco_segmentation(segmentation, row["height"], row["width"]), expected)
+            np.testing.assert_array_equal(
+                decode_coco_segmentation(segmentation, row["height"], row["width"]), expected
+            )
             if isinstance(segmentation, list):
                 forms.add("multi_polygon" if len(segmentation) > 1 else "polygon")
             else:
@@ -159,7 +168,9 @@ def test_unknown_category_id(coco_copy, hf_cache, edit_json):
 def test_degenerate_box(coco_copy, hf_cache, edit_json):
     box = _first_annotation(coco_copy)["bbox"]
     _set_first_annotation(edit_json, coco_copy, bbox=[box[0], box[1], 0.0, box[3]])
-    _both_ways(coco_copy, hf_cache, r"annotation id 1: .*bbox .* has zero or negative width/height", "degenerate_box")
+    _both_ways(
+        coco_copy, hf_cache, r"annotation id 1: .*bbox .* has zero or negative width/height", "degenerate_box"
+    )
 
 
 def test_box_with_nan(coco_copy, hf_cache, edit_json):
@@ -170,12 +181,17 @@ def test_box_with_nan(coco_copy, hf_cache, edit_json):
 
 def test_box_outside_image(coco_copy, hf_cache, edit_json):
     _set_first_annotation(edit_json, coco_copy, bbox=[5000.0, 10.0, 20.0, 20.0])
-    _both_ways(coco_copy, hf_cache, r"bbox \[5000.0, 10.0, 20.0, 20.0\] lies outside the", "box_outside_image")
+    _both_ways(
+        coco_copy, hf_cache, r"bbox \[5000.0, 10.0, 20.0, 20.0\] lies outside the", "box_outside_image"
+    )
 
 
 @pytest.mark.parametrize(
     ("segmentation", "match"),
-    [([], "segmentation is an empty list of polygons"), ([[1.0, 2.0, 3.0, 4.0]], "polygon 0 has 4 coordinates")],
+    [
+        ([], "segmentation is an empty list of polygons"),
+        ([[1.0, 2.0, 3.0, 4.0]], "polygon 0 has 4 coordinates"),
+    ],
 )
 def test_empty_polygons(coco_copy, hf_cache, edit_json, segmentation, match):
     _set_first_annotation(edit_json, coco_copy, segmentation=segmentation)
@@ -213,7 +229,12 @@ def test_invalid_rle(coco_copy, hf_cache, edit_json, form):
 
 def test_annotation_whose_image_id_has_no_image(coco_copy, hf_cache, edit_json):
     _set_first_annotation(edit_json, coco_copy, image_id=999999)
-    _both_ways(coco_copy, hf_cache, "annotation id 1: image_id 999999 has no entry in 'images'", "image_id_without_image")
+    _both_ways(
+        coco_copy,
+        hf_cache,
+        "annotation id 1: image_id 999999 has no entry in 'images'",
+        "image_id_without_image",
+    )
 
 
 def test_missing_image_file(coco_copy, hf_cache):
@@ -229,7 +250,13 @@ def test_unreadable_image_file(coco_copy, hf_cache):
     (coco_copy["image_dir"] / first["file_name"]).write_bytes(b"\xff\xd8 broken")
     # Not checked by default (an existence check only), found with verify_images.
     assert len(_load(coco_copy, hf_cache)) == 6
-    _both_ways(coco_copy, hf_cache, rf"cannot read image .*{first['file_name']}", "unreadable_image", verify_images=True)
+    _both_ways(
+        coco_copy,
+        hf_cache,
+        rf"cannot read image .*{first['file_name']}",
+        "unreadable_image",
+        verify_images=True,
+    )
 
 
 def test_image_size_differs_from_json(coco_copy, hf_cache, edit_json):
@@ -237,6 +264,7 @@ def test_image_size_differs_from_json(coco_copy, hf_cache, edit_json):
         data["images"][1]["width"] += 3
 
     edit_json(coco_copy["annotation_file"], edit)
+
     # The RLE object of image 1 no longer matches the declared size either: keep only the size check here.
     def drop_rle(data):
         data["annotations"] = [a for a in data["annotations"] if a["image_id"] != data["images"][1]["id"]]
@@ -255,7 +283,9 @@ def test_broken_annotation_files(tmp_path, synthetic_coco):
     broken.write_text(json.dumps({"images": [], "annotations": []}))
     with pytest.raises(DataValidationError, match="has no 'categories' list"):
         load_coco_instances(synthetic_coco["image_dir"], broken)
-    broken.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}] * 2}))
+    broken.write_text(
+        json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}] * 2})
+    )
     with pytest.raises(DataValidationError, match="category id 1 appears twice"):
         load_coco_instances(synthetic_coco["image_dir"], broken)
     with pytest.raises(DataValidationError, match="image folder .*nowhere does not exist"):

@@ -25,7 +25,9 @@ def _read_png_mm(path: Path) -> np.ndarray:
 
 
 def test_train_split_columns_and_exact_metres(synthetic_nyu, hf_cache):
-    dataset = load_nyu_depth_v2(synthetic_nyu["root"], "train", synthetic_nyu["train_list"], cache_dir=hf_cache)
+    dataset = load_nyu_depth_v2(
+        synthetic_nyu["root"], "train", synthetic_nyu["train_list"], cache_dir=hf_cache
+    )
     assert len(dataset) == 6
     assert {"image", "depth", "scene", "file_name"} <= set(dataset.column_names)
     lines = synthetic_nyu["train_list"].read_text().split()
@@ -55,7 +57,9 @@ def test_test_split_reads_official_splits_folder(synthetic_nyu, hf_cache):
 
 
 def test_dataset_is_memory_mapped_and_images_are_lazy(synthetic_nyu, hf_cache):
-    dataset = load_nyu_depth_v2(synthetic_nyu["root"], "train", synthetic_nyu["train_list"], cache_dir=hf_cache)
+    dataset = load_nyu_depth_v2(
+        synthetic_nyu["root"], "train", synthetic_nyu["train_list"], cache_dir=hf_cache
+    )
     assert dataset.cache_files and isinstance(dataset.data, MemoryMappedTable)
     stored = dataset.data.column("image").to_pylist() + dataset.data.column("depth").to_pylist()
     assert all(value["bytes"] is None and Path(value["path"]).is_file() for value in stored)
@@ -83,7 +87,9 @@ def test_packaged_test_list_loads_all_654_pairs(tmp_path, hf_cache):
     write_nyu_split(tmp_path / "nyu", "test", samples, list_file=tmp_path / "unused.txt")
     dataset = load_nyu_depth_v2(tmp_path / "nyu", "test", cache_dir=hf_cache)
     assert len(dataset) == 654
-    np.testing.assert_array_equal(dataset[653]["depth"], samples[653].depth.astype(np.float32) / np.float32(1000))
+    np.testing.assert_array_equal(
+        dataset[653]["depth"], samples[653].depth.astype(np.float32) / np.float32(1000)
+    )
 
 
 def test_bts_style_list_with_focal_and_sync_folder(synthetic_nyu, tmp_path, hf_cache):
@@ -98,7 +104,9 @@ def test_bts_style_list_with_focal_and_sync_folder(synthetic_nyu, tmp_path, hf_c
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(source.read_bytes())
     list_file = tmp_path / "bts.txt"
-    list_file.write_text("".join(f"{a.lstrip('/')}  {b.lstrip('/')} 518.8579\r\n" for a, b in map(str.split, lines)))
+    list_file.write_text(
+        "".join(f"{a.lstrip('/')}  {b.lstrip('/')} 518.8579\r\n" for a, b in map(str.split, lines))
+    )
     dataset = load_nyu_depth_v2(root, "train", list_file, cache_dir=hf_cache)
     assert len(dataset) == 2
     assert dataset[0]["focal"] == pytest.approx(518.8579)
@@ -116,7 +124,9 @@ def _load_both_ways(nyu, hf_cache, match: str, reason: str, expected_rows: int =
     with pytest.raises(DataValidationError, match=match):
         load_nyu_depth_v2(nyu["root"], "train", nyu["train_list"], cache_dir=hf_cache)
     with pytest.warns(BadSampleWarning) as record:
-        dataset = load_nyu_depth_v2(nyu["root"], "train", nyu["train_list"], on_error="skip", cache_dir=hf_cache)
+        dataset = load_nyu_depth_v2(
+            nyu["root"], "train", nyu["train_list"], on_error="skip", cache_dir=hf_cache
+        )
     warning = [w.message for w in record if isinstance(w.message, BadSampleWarning)][0]
     assert warning.count == 1 and warning.reasons == {reason: 1}
     assert len(dataset) == expected_rows
@@ -126,19 +136,25 @@ def _load_both_ways(nyu, hf_cache, match: str, reason: str, expected_rows: int =
 def test_unparsable_list_line(nyu_copy, hf_cache):
     with nyu_copy["train_list"].open("a") as handle:
         handle.write("/scene/rgb_00001.jpg\n")
-    _load_both_ways(nyu_copy, hf_cache, r"train_list\.txt:7: expected 'IMAGE DEPTH \[FOCAL\]'", "unparsable_line", 6)
+    _load_both_ways(
+        nyu_copy, hf_cache, r"train_list\.txt:7: expected 'IMAGE DEPTH \[FOCAL\]'", "unparsable_line", 6
+    )
 
 
 def test_list_line_with_bad_focal(nyu_copy, hf_cache):
     with nyu_copy["train_list"].open("a") as handle:
         handle.write("/a/rgb_00001.jpg /a/sync_depth_00001.png f=518\n")
-    _load_both_ways(nyu_copy, hf_cache, "train_list.txt:7: focal length 'f=518' is not a number", "unparsable_line", 6)
+    _load_both_ways(
+        nyu_copy, hf_cache, "train_list.txt:7: focal length 'f=518' is not a number", "unparsable_line", 6
+    )
 
 
 def test_missing_image(nyu_copy, hf_cache):
     image, _ = _first_pair(nyu_copy)
     image.unlink()
-    _load_both_ways(nyu_copy, hf_cache, rf"train_list\.txt:1: image file .*{image.name} does not exist", "missing_file")
+    _load_both_ways(
+        nyu_copy, hf_cache, rf"train_list\.txt:1: image file .*{image.name} does not exist", "missing_file"
+    )
 
 
 def test_unreadable_image(nyu_copy, hf_cache):
@@ -150,19 +166,28 @@ def test_unreadable_image(nyu_copy, hf_cache):
 def test_depth_png_of_wrong_dtype(nyu_copy, hf_cache):
     _, depth = _first_pair(nyu_copy)
     PIL.Image.fromarray(np.zeros((480, 640), dtype=np.uint8)).save(depth)  # 8-bit
-    _load_both_ways(nyu_copy, hf_cache, rf"depth file .*{depth.name} is PNG mode 'L'; expected a 16-bit", "bad_depth_dtype")
+    _load_both_ways(
+        nyu_copy,
+        hf_cache,
+        rf"depth file .*{depth.name} is PNG mode 'L'; expected a 16-bit",
+        "bad_depth_dtype",
+    )
 
 
 def test_depth_size_mismatch(nyu_copy, hf_cache):
     _, depth = _first_pair(nyu_copy)
     PIL.Image.fromarray(np.ones((240, 320), dtype=np.uint16)).save(depth)
-    _load_both_ways(nyu_copy, hf_cache, rf"depth .*{depth.name} is 320x240 but image .* is 640x480", "size_mismatch")
+    _load_both_ways(
+        nyu_copy, hf_cache, rf"depth .*{depth.name} is 320x240 but image .* is 640x480", "size_mismatch"
+    )
 
 
 def test_every_pair_bad_is_an_error_even_when_skipping(nyu_copy, hf_cache):
     nyu_copy["train_list"].write_text("garbage\n")
     with pytest.warns(BadSampleWarning), pytest.raises(DataValidationError, match="no usable NYUv2 pairs"):
-        load_nyu_depth_v2(nyu_copy["root"], "train", nyu_copy["train_list"], on_error="skip", cache_dir=hf_cache)
+        load_nyu_depth_v2(
+            nyu_copy["root"], "train", nyu_copy["train_list"], on_error="skip", cache_dir=hf_cache
+        )
 
 
 def test_bad_arguments(nyu_copy, hf_cache, tmp_path):

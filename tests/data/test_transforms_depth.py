@@ -30,7 +30,9 @@ def _coordinate_sample(height=480, width=640):
 
 
 def test_train_output_contract(synthetic_nyu, hf_cache):
-    dataset = load_nyu_depth_v2(synthetic_nyu["root"], "train", synthetic_nyu["train_list"], cache_dir=hf_cache)
+    dataset = load_nyu_depth_v2(
+        synthetic_nyu["root"], "train", synthetic_nyu["train_list"], cache_dir=hf_cache
+    )
     transformed = dataset.with_transform(NYUDepthTrainTransform(generator=torch.Generator().manual_seed(0)))
     example = transformed[0]
     assert set(example) == {"pixel_values", "depth_labels", "task"}
@@ -44,7 +46,9 @@ def test_train_output_contract(synthetic_nyu, hf_cache):
 
 
 def test_flip_and_crop_keep_image_and_depth_aligned():
-    transform = NYUDepthTrainTransform(cutdepth_every=0, photometric=NO_COLOUR, generator=torch.Generator().manual_seed(3))
+    transform = NYUDepthTrainTransform(
+        cutdepth_every=0, photometric=NO_COLOUR, generator=torch.Generator().manual_seed(3)
+    )
     sample = _coordinate_sample()
     lefts, flips = set(), set()
     for _ in range(24):
@@ -64,7 +68,9 @@ def test_flip_and_crop_keep_image_and_depth_aligned():
 def test_depth_stripe_every_fourth_sample():
     width, height = 640, 480
     generator = torch.Generator().manual_seed(5)
-    transform = NYUDepthTrainTransform(crop_size=(height, width), flip_p=0.0, photometric=NO_COLOUR, generator=generator)
+    transform = NYUDepthTrainTransform(
+        crop_size=(height, width), flip_p=0.0, photometric=NO_COLOUR, generator=generator
+    )
     depth_mm = np.broadcast_to(np.arange(width) * 37 + 300, (height, width)).astype(np.uint16)
     image = np.full((height, width, 3), 7, dtype=np.uint8)
     sample = {"image": PIL.Image.fromarray(image), "depth": PIL.Image.fromarray(depth_mm)}
@@ -94,10 +100,16 @@ def test_depth_stripe_every_fourth_sample():
 def test_colour_operations():
     values = np.arange(256, dtype=np.uint8).reshape(16, 16)
     np.testing.assert_array_equal(adjust_brightness_contrast(values, 1.0, 0.0), values)
-    np.testing.assert_array_equal(adjust_brightness_contrast(values, 1.0, 0.2), np.minimum(values.astype(int) + 51, 255))
-    np.testing.assert_array_equal(adjust_brightness_contrast(values, 1.2, 0.0), np.minimum(values * 1.2, 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        adjust_brightness_contrast(values, 1.0, 0.2), np.minimum(values.astype(int) + 51, 255)
+    )
+    np.testing.assert_array_equal(
+        adjust_brightness_contrast(values, 1.2, 0.0), np.minimum(values * 1.2, 255).astype(np.uint8)
+    )
     np.testing.assert_array_equal(adjust_gamma(values, 1.0), values)
-    assert (adjust_gamma(values, 1.2).astype(int) <= values).all() and adjust_gamma(values, 1.2)[-1, -1] == 255
+    assert (adjust_gamma(values, 1.2).astype(int) <= values).all() and adjust_gamma(values, 1.2)[
+        -1, -1
+    ] == 255
     grey = np.full((4, 4, 3), 100, dtype=np.uint8)
     np.testing.assert_array_equal(shift_hue_saturation_value(grey, 0, 0, 20), grey + 20)
     red = np.zeros((2, 2, 3), dtype=np.uint8)
@@ -109,7 +121,10 @@ def test_colour_operations():
                                      hue_saturation_value_p=1)  # fmt: skip
     image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     np.testing.assert_array_equal(identity(image), image)
-    changed = [not np.array_equal(PhotometricDistortion()(image, torch.Generator().manual_seed(s)), image) for s in range(20)]
+    changed = [
+        not np.array_equal(PhotometricDistortion()(image, torch.Generator().manual_seed(s)), image)
+        for s in range(20)
+    ]
     assert 10 <= sum(changed) < 20  # each of the three applies with p = 0.5
 
 
@@ -156,11 +171,17 @@ def test_patch_mask_and_bad_sizes():
     assert mask.shape == (32, 48) and (mask == 0).sum() == 2 * 256
     with pytest.raises(ValueError, match="not a multiple"):
         patch_mask(30, 48, 0.5, 16)
-    small = {"image": PIL.Image.new("RGB", (100, 80)), "depth": PIL.Image.fromarray(np.ones((80, 100), np.uint16))}
+    small = {
+        "image": PIL.Image.new("RGB", (100, 80)),
+        "depth": PIL.Image.fromarray(np.ones((80, 100), np.uint16)),
+    }
     with pytest.raises(DataValidationError, match="cannot crop 480x480 from a 80x100 sample"):
         NYUDepthTrainTransform().example(small)
     with pytest.raises(DataValidationError, match="boundary crop"):
         DepthVQVAETransform().example(small)
-    mismatched = {"image": PIL.Image.new("RGB", (100, 80)), "depth": PIL.Image.fromarray(np.ones((8, 10), np.uint16))}
+    mismatched = {
+        "image": PIL.Image.new("RGB", (100, 80)),
+        "depth": PIL.Image.fromarray(np.ones((8, 10), np.uint16)),
+    }
     with pytest.raises(DataValidationError, match="sizes differ"):
         NYUDepthTrainTransform().example(mismatched)
