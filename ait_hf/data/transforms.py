@@ -9,8 +9,9 @@ or from the ``generator`` you pass, so runs are reproducible.
 * `LargeScaleJitter` / `CocoResizePad`: the mmdet COCO pipelines of the original configs (train / test).
 * `BoxMaskTransform`: box-cropped masks for the mask VQ-VAE.
 
-Geometry uses ``torchvision.transforms.v2.functional`` on ``tv_tensors`` (boxes and masks follow the image);
-the random parameters are drawn exactly as mmdet / albumentations draw them.
+COCO geometry uses ``torchvision.transforms.v2.functional`` on ``tv_tensors`` (boxes and masks follow the
+image); NYUv2 flips and crops need no interpolation and are numpy views. The random parameters are drawn as
+mmdet / albumentations draw them.
 """
 
 from __future__ import annotations
