@@ -253,9 +253,13 @@ class AiTSwinV2WindowAttention(nn.Module):
 
     # -- relative position bias ------------------------------------------------------------------------
 
-    def _bias_cache_key(self, coords_table: Tensor, position_index: Tensor) -> tuple:
+    def _bias_cache_key(self, coords_table: Tensor, position_index: Tensor) -> tuple | None:
+        """Identity and version of everything the bias depends on; None (no caching) for inference tensors,
+        which have no version counter (a model built under `torch.inference_mode`)."""
         first, _, second = self.continuous_position_bias_mlp
         tensors = (first.weight, first.bias, second.weight, coords_table, position_index)
+        if any(t.is_inference() for t in tensors):
+            return None
         return tuple((id(t), t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
 
     def _compute_position_bias_table(self, coords_table: Tensor) -> Tensor:
@@ -279,6 +283,7 @@ class AiTSwinV2WindowAttention(nn.Module):
         """
         use_cache = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
         key = self._bias_cache_key(coords_table, position_index) if use_cache else None
+        use_cache = key is not None
         cached = self._bias_cache if use_cache and self._bias_cache and self._bias_cache[0] == key else None
         if cached is not None and cached[2] is not None:
             return cached[2]

@@ -248,6 +248,17 @@ def test_position_bias_cache_follows_parameter_updates(cache_full_position_bias:
         assert torch.equal(model(pixel_values).feature_maps[-1], reference(pixel_values).feature_maps[-1])
 
 
+def test_model_built_under_inference_mode_runs_uncached() -> None:
+    """Inference tensors have no version counter: such a model must run (without the bias cache)."""
+    pixel_values = torch.randn(1, 3, 40, 40, generator=torch.Generator().manual_seed(12))
+    with torch.inference_mode():
+        expected = _randomized_tiny_backbone(11)(pixel_values).feature_maps[-1]
+        model = _randomized_tiny_backbone(11)
+        assert model.encoder.layers[0].blocks[0].attention.qkv.weight.is_inference()
+        assert torch.equal(model(pixel_values).feature_maps[-1], expected)
+        assert model.encoder.layers[0].blocks[0].attention._bias_cache is None
+
+
 def test_bfloat16_autocast_runs_with_sdpa() -> None:
     model = _randomized_tiny_backbone(9)
     pixel_values = torch.randn(1, 3, 56, 56)
