@@ -115,9 +115,11 @@ def test_step_decay_with_linear_warmup_matches_mmcv():
 
 
 def test_linear_annealing_matches_the_original_hook():
-    f = lambda i: lr_lambda_linear_annealing(
-        i, max_steps=1000, min_lr_ratio=0.01, warmup_steps=100, warmup_ratio=0.1
-    )  # noqa: E731
+    def f(i):
+        return lr_lambda_linear_annealing(
+            i, max_steps=1000, min_lr_ratio=0.01, warmup_steps=100, warmup_ratio=0.1
+        )  # noqa: E731
+
     assert f(0) == pytest.approx(0.1)
     regular_50 = 1 + (0.01 - 1) * 50 / 1000
     assert f(50) == pytest.approx(regular_50 * (1 - 0.5 * 0.9))
