@@ -1,7 +1,12 @@
-"""Model-independent evaluation: NYUv2 depth metrics, COCO box/mask AP and metric reports.
+"""Evaluation: NYUv2 depth metrics, COCO box/mask AP, metric reports, tokenizer upper bounds, the runner.
 
-Nothing here imports modeling code, so metrics can be computed (and tested) without a model.
+The metric modules (`depth`, `coco`, `report`) and `upper_bounds` import no modeling code, so metrics can be
+computed (and tested) without a model. The model runner (`ait_hf.evaluation.runner`, also
+``python -m ait_hf.evaluation.runner``) loads models; its names are imported from here on first use.
 """
+
+from importlib import import_module
+from typing import Any
 
 from .coco import (
     COCO_MAX_DETECTIONS,
@@ -26,11 +31,42 @@ from .depth import (
     make_depth_compute_metrics,
 )
 from .report import format_metrics_markdown, write_metrics_report
+from .upper_bounds import (
+    DEPTH_UPPER_BOUND_MODES,
+    MASK_UPPER_BOUND_PROTOCOLS,
+    depth_tokenizer_upper_bound,
+    mask_tokenizer_upper_bound,
+    reconstruct_box_masks,
+    reconstruct_depth,
+)
+
+# Names of the runner, loaded lazily (it imports the models).
+_RUNNER_NAMES = (
+    "CocoMetricAccumulator",
+    "DepthMetricAccumulator",
+    "EvaluationError",
+    "EvaluationResult",
+    "evaluate_coco",
+    "evaluate_depth",
+    "make_compute_metrics",
+    "make_prediction_fn",
+    "run_evaluation",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RUNNER_NAMES:
+        return getattr(import_module(".runner", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
+    *_RUNNER_NAMES,
     "COCO_MAX_DETECTIONS",
     "COCO_STAT_NAMES",
     "DEPTH_METRIC_NAMES",
+    "DEPTH_UPPER_BOUND_MODES",
+    "MASK_UPPER_BOUND_PROTOCOLS",
     "MMDET_MAX_DETECTIONS",
     "NYU_EVAL_CROP",
     "NYU_EVAL_IMAGE_SIZE",
@@ -42,10 +78,14 @@ __all__ = [
     "coco_stat_names",
     "compute_depth_metrics",
     "depth_metrics_per_image",
+    "depth_tokenizer_upper_bound",
     "evaluate_coco_instances",
     "format_metrics_markdown",
     "instances_to_coco_results",
     "load_coco_ground_truth",
     "make_depth_compute_metrics",
+    "mask_tokenizer_upper_bound",
+    "reconstruct_box_masks",
+    "reconstruct_depth",
     "write_metrics_report",
 ]
