@@ -38,35 +38,3 @@ def training_data(tmp_path_factory) -> dict[str, Path]:
         "coco_val_annotations": val["annotation_file"],
         "cache": root / "hf_cache",
     }
-
-
-def nyu_args(data: dict[str, Path]) -> list[str]:
-    return [
-        "--nyu-root", str(data["nyu"]), "--train-list", str(data["train_list"]),
-        "--test-list", str(data["test_list"]), "--cache-dir", str(data["cache"]),
-    ]  # fmt: skip
-
-
-def coco_args(data: dict[str, Path]) -> list[str]:
-    return ["--coco-root", str(data["coco"]), "--cache-dir", str(data["cache"])]
-
-
-def run_in_process(module, argv: list[str], callbacks=(), stage: int | None = None):
-    """Build the trainer of `training.stage1` / `training.stage2` from `argv` and train (returns it)."""
-    from training.common import preset_from_args, resolve_resume
-
-    args = module.parse_args(
-        [*argv, "--disable-tqdm", "--report-to", "none"]
-        if "--report-to" not in argv
-        else [*argv, "--disable-tqdm"]
-    )
-    preset = preset_from_args(args, stage=stage or (1 if module.__name__.endswith("stage1") else 2))
-    trainer = module.build_trainer(args, preset)
-    for callback in callbacks:
-        trainer.add_callback(callback)
-    trainer.train(resume_from_checkpoint=resolve_resume(args.resume, args.output_dir))
-    return trainer
-
-
-def step_losses(trainer, key: str = "loss") -> list[float]:
-    return [entry[key] for entry in trainer.state.log_history if key in entry and "eval_loss" not in entry]

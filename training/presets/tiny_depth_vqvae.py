@@ -22,7 +22,7 @@ PRESET = {
         "total_batch_size": 4,
         "num_epochs": 1,
         "max_steps": 40,
-        "optimizer": {"type": "adam", "lr": 3e-3, "weight_decay": 0.0},
+        "optimizer": {"type": "adam", "lr": 5e-3, "weight_decay": 0.0},
         "schedule": {"type": "exponential_every", "gamma": 0.98, "every": 10, "restart_each_epoch": True},
         "max_grad_norm": 0.0,
         "mixed_precision": "no",

@@ -11,7 +11,7 @@ PRESET = {
         "total_batch_size": 8,
         "num_epochs": 1,
         "max_steps": 40,
-        "optimizer": {"type": "adamw", "lr": 3e-3, "weight_decay": 0.0},
+        "optimizer": {"type": "adamw", "lr": 1e-2, "weight_decay": 0.0},
         "schedule": {"type": "timm_cosine", "warmup_steps": 3, "warmup_ratio": 1e-3, "min_lr": 1e-6},
         "max_grad_norm": 0.0,
         "mixed_precision": "no",
