@@ -885,8 +885,12 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
 
     # ------------------------------------------------------------------ object inference
     def _predict_objects(self, pixel_values, task, output_hidden_states, generator) -> AiTOutput:
-        cfg, vocab = self.config, self.config.vocabulary
         memory = self.model(pixel_values).last_hidden_state
+        return self._decode_objects(memory, task, output_hidden_states, generator)
+
+    def _decode_objects(self, memory, task, output_hidden_states, generator) -> AiTOutput:
+        """Autoregressive object sequences `[box x4, class, mask codes...] x num_queries` from the memory."""
+        cfg, vocab = self.config, self.config.vocabulary
         b = memory.shape[0]
         length = cfg.object_length(task)
         total = cfg.num_queries * length
