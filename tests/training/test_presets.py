@@ -90,7 +90,7 @@ def test_overrides():
         apply_override(preset, "training.optimizer.lrate=1")
     with pytest.raises(ValueError, match="key.sub=value"):
         apply_override(preset, "training.max_steps")
-    assert load_preset("tiny_depth")["training"]["optimizer"]["lr"] == 2e-3  # presets are copied, not mutated
+    assert load_preset("tiny_depth")["training"]["optimizer"]["lr"] == 5e-3  # presets are copied, not mutated
 
 
 def test_per_process_batch_from_total():

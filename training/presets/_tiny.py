@@ -34,19 +34,19 @@ def tiny_solver_config(tasks: list[str], **kwargs) -> dict:
 
 
 def tiny_training(**kwargs) -> dict:
-    """Stage-2 training settings of the tiny presets (30 steps, layer-decay AdamW, warmup + step decay)."""
+    """Stage-2 training settings of the tiny presets (20 steps, layer-decay AdamW, warmup + step decay)."""
     from training.presets import ORIGINAL_NO_DECAY_NAMES
 
     training = {
-        "max_steps": 30,
+        "max_steps": 20,
         "optimizer": {
-            "type": "adamw_layer_decay", "lr": 2e-3, "weight_decay": 0.05, "layer_decay_rate": 0.9,
+            "type": "adamw_layer_decay", "lr": 5e-3, "weight_decay": 0.05, "layer_decay_rate": 0.9,
             "no_decay_names": ORIGINAL_NO_DECAY_NAMES,
         },
-        "schedule": {"type": "step", "milestones": [25], "gamma": 0.1, "warmup_steps": 3, "warmup_ratio": 0.1},
+        "schedule": {"type": "step", "milestones": [16], "gamma": 0.1, "warmup_steps": 3, "warmup_ratio": 0.1},
         "max_grad_norm": 10.0,
         "mixed_precision": "no",
-        "eval_steps": 30,
+        "eval_steps": 20,
         "save_steps": 10,
         "logging_steps": 5,
         "dataloader_num_workers": 0,
