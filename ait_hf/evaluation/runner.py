@@ -347,6 +347,9 @@ def make_prediction_fn(
     depth: predictions = predicted depth (B, h, w), labels = ``inputs["depth_labels"]``;
     COCO tasks: predictions = (pred_boxes, pred_scores, pred_labels[, pred_masks]), labels = the
     `coco_batch_metadata` of the batch. `make_compute_metrics` consumes exactly these.
+
+    COCO batches carry ``image_ids`` and ``original_sizes``, which the model's forward does not take: run the
+    Trainer with ``remove_unused_columns=False`` or it drops them before the step sees the batch.
     """
     task = canonical_task(task)
 
@@ -936,12 +939,15 @@ def run_evaluation(
                     else False
                 )
                 start = time.perf_counter()
+                depth_maps = (depth_to_metres(row["depth"]) for row in rows.select_columns(["depth"]))
                 with _progress_bar(len(rows), progress, "depth tokenizer") as bar, torch.inference_mode():
-                    bound = depth_tokenizer_upper_bound(
-                        tokenizer, (depth_to_metres(row["depth"]) for row in rows.select_columns(["depth"])),
-                        mode=upper_bound_mode,
-                        num_windows=num_windows, flip=flip, batch_size=batch_size, progress=bar,
-                    )  # fmt: skip
+                    try:
+                        bound = depth_tokenizer_upper_bound(
+                            tokenizer, depth_maps, mode=upper_bound_mode, num_windows=num_windows, flip=flip,
+                            batch_size=batch_size, progress=bar,
+                        )  # fmt: skip
+                    except ValueError as error:  # shapes the tokenizer / mode cannot take
+                        raise EvaluationError(f"depth tokenizer upper bound: {error}") from error
                 sections["depth_tokenizer_upper_bound"] = {
                     k: v for k, v in bound.items() if k != "num_images"
                 }
