@@ -343,106 +343,11 @@ def convert(argv: Sequence[str]) -> int:
 
 
 # ------------------------------------------------------------------------------------------ eval
-def _batches(count: int, batch_size: int) -> list[range]:
-    return [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
+def evaluate(argv: Sequence[str]) -> int:
+    """Run the evaluation runner (`ait_hf.evaluation.runner`, NYUv2 depth / COCO AP) with `argv`."""
+    from .evaluation.runner import main as run_evaluation
 
-
-def evaluate(
-    model_dir: str | Path,
-    data: str | Path,
-    task: str | None = None,
-    split: str | None = None,
-    limit: int | None = None,
-    batch_size: int = 1,
-    device: str = "cpu",
-    test_time_augmentation: bool = True,
-    progress: bool = True,
-    list_file: str | Path | None = None,
-) -> dict[str, Any]:
-    """Score a model on an NYUv2 folder (depth, original protocol) or a COCO folder (box / mask AP).
-
-    `data` is the `nyu_depth_v2` folder (split "test" by default, packaged list file unless `list_file`) or a COCO root holding `{split}2017/` and
-    `annotations/instances_{split}2017.json` (split "val" by default). Depth uses the sliding-window + flip
-    test-time augmentation of the original evaluation unless `test_time_augmentation=False`; COCO keeps every
-    predicted object (no score threshold), as AP expects. Returns the metrics dict.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    from . import model_task_for
-    from .data import load_coco_instances, load_nyu_depth_v2
-    from .evaluation import CocoInstanceEvaluator, DepthMetrics
-
-    if batch_size < 1:
-        raise CLIError(f"--batch-size must be at least 1, got {batch_size}")
-    root = Path(data)
-    if not root.is_dir():
-        raise CLIError(f"--data {root}: no such directory")
-    model, processor = load_model_and_processor(model_dir, device)
-    ait_task = CLI_TASKS[task] if task else model.config.tasks[0]
-    try:
-        head = model_task_for(model.config, ait_task)
-    except ValueError as err:
-        raise CLIError(f"--model {model_dir}: {err}") from err
-    try:
-        if ait_task == "depth":
-            dataset = load_nyu_depth_v2(root, split or "test", list_file)
-        else:
-            split = split or "val"
-            annotations = root / "annotations" / f"instances_{split}2017.json"
-            dataset = load_coco_instances(root / f"{split}2017", annotations)
-            iou_types = ("bbox", "segm") if ait_task == "instance_segmentation" else ("bbox",)
-            evaluator = CocoInstanceEvaluator(annotations, iou_types=iou_types)
-            if model.config.num_classes > len(evaluator.category_ids):
-                raise CLIError(
-                    f"--model {model_dir} predicts {model.config.num_classes} classes but {annotations} has "
-                    f"{len(evaluator.category_ids)} categories"
-                )
-    except (OSError, ValueError) as err:  # the loaders name the bad file / field
-        raise CLIError(f"--data {root}: {err}") from err
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    depth_metrics = DepthMetrics()
-    with tqdm(total=count, unit="image", disable=not progress) as bar:
-        for indices in _batches(count, batch_size):
-            rows = [dataset[i] for i in indices]
-            images = [row["image"] for row in rows]
-            sizes = [(image.height, image.width) for image in images]
-            inputs = processor(images, task=ait_task, return_tensors="pt")
-            with torch.inference_mode():
-                if ait_task == "depth":
-                    outputs = model(
-                        inputs["pixel_values"].to(device),
-                        task=head,
-                        test_time_augmentation=test_time_augmentation,
-                    )
-                else:
-                    outputs = model(inputs["pixel_values"].to(device), task=head)
-            if ait_task == "depth":
-                results = processor.post_process_depth_estimation(outputs, target_sizes=sizes)
-                for row, result in zip(rows, results):
-                    depth_metrics.update(result["predicted_depth"].cpu(), torch.as_tensor(row["depth"]))
-            elif ait_task == "instance_segmentation":
-                results = processor.post_process_instance_segmentation(
-                    outputs, threshold=0.0, target_sizes=sizes, return_binary_maps=True
-                )
-                evaluator.update(
-                    {
-                        row["image_id"]: {
-                            "boxes": [segment["bbox"] for segment in result["segments_info"]],
-                            "scores": [segment["score"] for segment in result["segments_info"]],
-                            "labels": [segment["label_id"] for segment in result["segments_info"]],
-                            "masks": result["segmentation"].cpu().numpy(),
-                        }
-                        for row, result in zip(rows, results)
-                    }
-                )
-            else:
-                results = processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=sizes)
-                evaluator.update({row["image_id"]: result for row, result in zip(rows, results)})
-            bar.update(len(rows))
-    if ait_task == "depth":
-        return {**depth_metrics.compute(), "num_images": depth_metrics.num_images}
-    return {**evaluator.compute(), "num_images": evaluator.num_images}
+    return run_evaluation(list(argv), prog="ait-hf eval")
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -470,22 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
-    e = commands.add_parser("eval", help="evaluate a model on NYUv2 (depth) or COCO (instances/boxes)")
-    e.add_argument("--model", required=True, help="AiT model folder")
-    e.add_argument(
-        "--data", required=True, help="nyu_depth_v2 folder, or COCO root with {split}2017/, annotations/"
+    commands.add_parser(
+        "eval",
+        help="evaluate a model on NYUv2 (depth) or COCO (box / mask AP); see `ait-hf eval --help`",
+        add_help=False,
     )
-    e.add_argument("--task", choices=sorted(CLI_TASKS), help="default: the model's first task")
-    e.add_argument("--split", help="NYUv2: test (default) or train; COCO: val (default), train, ...")
-    e.add_argument("--list-file", help="NYUv2: pairs to evaluate (default: the packaged official list)")
-    e.add_argument("--limit", type=int, help="evaluate the first N images only")
-    e.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: %(default)s)")
-    e.add_argument(
-        "--no-tta", action="store_true", help="depth: no sliding-window flip test-time augmentation"
-    )
-    e.add_argument("--out", help="write the metrics to this JSON file (and a .md beside it)")
-    e.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -495,14 +389,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "convert":  # every further argument belongs to the conversion script
             return convert(argv[1:])
+        if argv and argv[0] == "eval":  # and to the evaluation runner
+            return evaluate(argv[1:])
         args = build_parser().parse_args(argv)
         device = args.device
         if device is None:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if args.command == "eval":
-            return _run_eval(args, device)
         if args.model is None:
             raise CLIError(
                 "--model is required: pass an AiT model folder (converted with `ait-hf convert` or saved by "
@@ -528,32 +422,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failed:
         print(f"ait-hf: {failed} of {len(paths)} images could not be read (see above)", file=sys.stderr)
         return 1
-    return 0
-
-
-def _run_eval(args: argparse.Namespace, device: str) -> int:
-    from .evaluation import write_metrics_report
-
-    metrics = evaluate(
-        args.model,
-        args.data,
-        args.task,
-        args.split,
-        args.limit,
-        args.batch_size,
-        device,
-        not args.no_tta,
-        not args.quiet,
-        args.list_file,
-    )
-    out = Path(args.out) if args.out else None
-    markdown = write_metrics_report(
-        metrics,
-        json_path=out,
-        md_path=out.with_suffix(".md") if out else None,
-        title=f"{Path(args.model).name} on {Path(args.data).name}",
-    )
-    print(markdown, end="")
     return 0
 
 

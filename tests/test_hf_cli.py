@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from hf_testing import (
-    cached_pipeline,
     direct_prediction,
     load_solver,
     odd_images,
@@ -181,10 +180,6 @@ def test_predict_skips_corrupt_files_and_reports_them(model_dirs, tmp_path, caps
             "at least 1",
         ),
         (lambda d, t: ["predict", str(t / "x.png"), "--model", str(d["det"]), "--threshold", "2"], "within"),
-        (
-            lambda d, t: ["eval", "--model", str(d["depth"]), "--data", str(t / "missing")],
-            "no such directory",
-        ),
     ],
 )
 def test_cli_usage_errors_are_clear(model_dirs, tmp_path, capsys, make_args, message):
@@ -237,53 +232,31 @@ def test_cli_convert_delegates_to_the_conversion_script(fixtures_dir, tmp_path, 
     assert "neither an existing file nor a preset" in capsys.readouterr().err
 
 
-def test_cli_eval_depth_on_a_synthetic_nyu_folder(model_dirs, tmp_path, capsys):
+def test_cli_eval_delegates_to_the_evaluation_runner(model_dirs, tmp_path, capsys):
     from ait_hf.data.synthetic import make_synthetic_nyu
-    from ait_hf.evaluation import DepthMetrics
 
+    assert main(["eval", "--help"]) == 0
+    assert "usage: ait-hf eval" in capsys.readouterr().out
     data = make_synthetic_nyu(tmp_path / "nyu", num_train=1, num_test=2, height=48, width=64)
-    out = tmp_path / "metrics.json"
-    args = ["eval", "--model", str(model_dirs["depth"]), "--data", str(data["root"]), "--list-file"]
-    assert main([*args, str(data["test_list"]), "--no-tta", "--quiet", "--out", str(out)]) == 0
-    metrics = json.loads(out.read_text())
-    assert metrics["num_images"] == 2 and (out.with_suffix(".md")).is_file()
-    # the same numbers from the depth pipeline's predictions and the ground-truth PNGs (mm -> m)
-    depth = cached_pipeline("depth-estimation", model_dirs["depth"])
-    expected = DepthMetrics()
-    for line in data["test_list"].read_text().split("\n")[:2]:
-        image_name, depth_name = line.split()
-        folder = data["root"] / "official_splits" / "test"
-        target = np.asarray(Image.open(folder / depth_name.lstrip("/")), dtype=np.float32) / 1000
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # 48x64 maps are scored without the 480x640 crop
-            expected.update(depth(str(folder / image_name.lstrip("/")))["predicted_depth"], target)
+    out = tmp_path / "metrics"
+    args = ["eval", "--model", str(model_dirs["depth"]), "--task", "depth", "--data", str(data["root"])]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        reference = expected.compute()
-    for name, value in reference.items():
-        assert metrics[name] == pytest.approx(value, rel=1e-5), name
-    assert "| d1 |" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    ("kind", "task", "prefixes"),
-    [("insseg", "instance", ("bbox_", "segm_")), ("det", "detection", ("bbox_",))],
-)
-def test_cli_eval_coco_on_a_synthetic_folder(model_dirs, tmp_path, capsys, kind, task, prefixes):
-    from ait_hf.data.synthetic import make_synthetic_coco
-
-    data = make_synthetic_coco(tmp_path / "coco", num_images=4)
-    out = tmp_path / "metrics.json"
-    args = ["eval", "--model", str(model_dirs[kind]), "--data", str(data["root"]), "--task", task]
-    assert main([*args, "--quiet", "--batch-size", "2", "--out", str(out)]) == 0
-    metrics = json.loads(out.read_text())
-    assert metrics["num_images"] == 4
-    assert {key.split("_")[0] + "_" for key in metrics if key != "num_images"} == set(prefixes)
-    assert all(
-        value is None or value == -1 or 0 <= value <= 1
-        for key, value in metrics.items()
-        if key != "num_images"
-    )
+        warnings.simplefilter("ignore", UserWarning)  # 48x64 maps are scored without the 480x640 NYU crop
+        status = main([*args, "--list-file", str(data["test_list"]), "--quiet", "--output", str(out)])
+    assert status == 0, capsys.readouterr().err
+    assert (out / "metrics.json").is_file() and (out / "metrics.md").is_file()
+    assert "rmse" in capsys.readouterr().out
+    missing = [
+        "eval",
+        "--model",
+        str(model_dirs["depth"]),
+        "--task",
+        "depth",
+        "--data",
+        str(tmp_path / "none"),
+    ]
+    assert main(missing) == 2
+    assert "ait-hf eval: error:" in capsys.readouterr().err
 
 
 def test_colourise_depth():
