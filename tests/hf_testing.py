@@ -18,6 +18,29 @@ from ait_hf import (
     save_for_remote_code,
 )
 
+# Prepended to child-process scripts: makes `ait_hf` unimportable (it is pip-installed in editable mode here),
+# so that only the code shipped in a checkpoint folder can be used.
+BLOCK_AIT_HF = """
+import importlib.abc
+import sys
+
+
+class BlockAitHf(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "ait_hf" or name.startswith("ait_hf."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, BlockAitHf())
+try:
+    import ait_hf  # noqa: F401
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("ait_hf is importable: the test would prove nothing")
+"""
+
 # tiny_config's encoder grid (4 x 4 cells of 32 pixels) takes instance inputs up to 128 pixels
 TINY_IMAGE_SIZE = 128
 TINY_KINDS = {
