@@ -50,7 +50,7 @@ from ..data import NYUDepthEvalTransform, load_coco_instances, load_nyu_depth_v2
 from ..data.nyu import depth_to_metres
 from ..data.validation import DataValidationError
 from ..image_processing_ait import get_keep_ratio_scale_factor, paste_masks_in_image
-from .coco import COCO_MAX_DETECTIONS, MMDET_MAX_DETECTIONS, CocoInstanceEvaluator
+from .coco import COCO_MAX_DETECTIONS, MMDET_MAX_DETECTIONS, CocoInstanceEvaluator, load_coco_ground_truth
 from .depth import DepthMetrics
 from .report import format_metrics_markdown, write_metrics_report
 from .upper_bounds import (
@@ -100,7 +100,7 @@ class EvaluationError(Exception):
 
 
 def canonical_task(task: str) -> str:
-    """ "depth", "instance_segmentation" or "object_detection" from any accepted spelling."""
+    """The canonical task name ("depth", "instance_segmentation", "object_detection") of any accepted spelling."""
     key = task.strip().lower().replace("-", "_") if isinstance(task, str) else None
     if key not in _TASK_ALIASES:
         raise EvaluationError(f"unknown task {task!r}; valid tasks are {', '.join(EVAL_TASKS)}")
@@ -172,10 +172,7 @@ class DepthMetricAccumulator:
             predictions = predictions[0]
         if isinstance(label_ids, (tuple, list)):
             label_ids = label_ids[0]
-        self.update(
-            predictions,
-            list(torch.as_tensor(np.asarray(label_ids) if not torch.is_tensor(label_ids) else label_ids)),
-        )
+        self.update(predictions, label_ids if torch.is_tensor(label_ids) else np.asarray(label_ids))
 
     def compute(self) -> dict[str, float]:
         return self.metrics.compute()
@@ -331,7 +328,9 @@ def coco_batch_metadata(batch: Mapping[str, Any]) -> torch.Tensor:
             "a COCO evaluation batch needs 'image_ids' and 'original_sizes' (use "
             "DetectionCollator(task, return_metadata=True)); got keys " + ", ".join(sorted(batch))
         )
-    scales = batch.get("scale_factors") or [None] * len(batch["image_ids"])
+    scales = batch.get("scale_factors")
+    if scales is None:
+        scales = [None] * len(batch["image_ids"])
     rows = []
     for image_id, size, scale in zip(batch["image_ids"], batch["original_sizes"], scales):
         scale = (math.nan, math.nan) if scale is None else tuple(float(v) for v in scale)
@@ -955,8 +954,8 @@ def run_evaluation(
                     _upper_bound_run(bound["num_images"], time.perf_counter() - start, upper_bound_mode)
                 )
         else:
-            needs_images = model is not None
-            if needs_images:
+            annotation_path = None
+            if model is not None:
                 dataset, annotation_path = _load_coco(
                     data_path, split, image_dir, annotations, cache_dir, on_error
                 )
@@ -974,15 +973,21 @@ def run_evaluation(
             if tokenizer is not None:
                 if task != "instance_segmentation":
                     raise EvaluationError("the mask tokenizer upper bound is for task instance_segmentation")
-                _, annotation_path = _coco_paths(data_path, split, image_dir, annotations)
+                if annotation_path is None:
+                    _, annotation_path = _coco_paths(data_path, split, image_dir, annotations)
                 if annotation_path is None or not annotation_path.is_file():
                     raise EvaluationError(f"COCO annotation file {annotation_path} does not exist")
-                image_ids = _upper_bound_image_ids(annotation_path, limit)
+                try:
+                    ground_truth = load_coco_ground_truth(annotation_path)
+                except ValueError as error:
+                    raise EvaluationError(str(error)) from error
+                image_ids = list(ground_truth.imgs)[:limit] if limit is not None else None  # file order
                 iou_types = ("segm", "boundary") if boundary else ("segm",)
                 start = time.perf_counter()
-                with _progress_bar(len(image_ids), progress, "mask tokenizer") as bar, torch.inference_mode():
+                total = len(image_ids) if image_ids is not None else len(ground_truth.imgs)
+                with _progress_bar(total, progress, "mask tokenizer") as bar, torch.inference_mode():
                     bound = mask_tokenizer_upper_bound(
-                        tokenizer, str(annotation_path), protocol=mask_protocol, image_ids=image_ids,
+                        tokenizer, ground_truth, protocol=mask_protocol, image_ids=image_ids,
                         iou_types=iou_types, progress=bar,
                     )  # fmt: skip
                 for iou_type in iou_types:
@@ -996,13 +1001,6 @@ def run_evaluation(
         raise EvaluationError(str(error)) from error
     sections["run"] = run
     return sections
-
-
-def _upper_bound_image_ids(annotation_path: Path, limit: int | None) -> list[int]:
-    """Image ids in the order of the annotation file (the order the COCO data set uses), cut at `limit`."""
-    images = json.loads(annotation_path.read_text(encoding="utf-8")).get("images", [])
-    ids = [int(image["id"]) for image in images]
-    return ids if limit is None else ids[:limit]
 
 
 def _upper_bound_run(num_images: int, seconds: float, mode: str) -> dict[str, Any]:

@@ -126,6 +126,49 @@ def test_depth_metrics_do_not_depend_on_the_batch_size(workspace):
     assert no_tta["depth"]["rmse"] != one["depth"]["rmse"]  # the flips change the prediction
 
 
+def test_full_size_nyu_frames_follow_the_original_protocol(workspace):
+    """A model with the released depth geometry (480x480 tokenizer, 480x640 frame; tiny elsewhere): frames are
+    not resized, the model's windows and flips cover 480x640, and the metrics use the NYU crop. The upper bound
+    of its own tokenizer runs whole frames (15x20 codes) or the solver's windows."""
+    from test_modeling import tiny_config
+
+    from ait_hf.configuration_ait import AiTVQVAEConfig
+
+    tokenizer_config = AiTVQVAEConfig(image_size=480, downsample_ratio=32, num_embeddings=16, embedding_dim=8,
+                                      hidden_size=4, tau=0.8)  # fmt: skip
+    config = tiny_config(tasks=["depth"], depth_tokenizer_config=tokenizer_config.to_diff_dict(),
+                         encoder_grid=(15, 15), max_decoder_length=256, image_size=480)  # fmt: skip
+    torch.manual_seed(0)
+    model = AiTForDepthAndInstanceSegmentation(config).eval()
+    with torch.no_grad():
+        model.depth_tokenizer.decoder[-1].bias.add_(3.0)  # positive metres
+    model_dir = workspace.root / "depth480"
+    model.save_pretrained(model_dir)
+    common = dict(data=workspace.nyu["root"], limit=2, batch_size=2, list_file=str(workspace.nyu["test_list"]),
+                  cache_dir=str(workspace.cache), progress=False)  # fmt: skip
+    sections = run_evaluation("depth", model_dir=model_dir, upper_bound=True, **common)
+
+    rows = nyu_dataset(workspace).select(range(2))
+    pixel_values = torch.stack(
+        [
+            torch.from_numpy(np.asarray(row["image"], dtype=np.float32).transpose(2, 0, 1) / np.float32(255))
+            for row in rows
+        ]
+    )
+    targets = torch.stack([torch.from_numpy(row["depth"]) for row in rows])
+    with torch.no_grad():
+        predicted = model(pixel_values, task="depth", test_time_augmentation=True).predicted_depth
+    assert predicted.shape == targets.shape == (2, 480, 640)
+    expected = compute_depth_metrics(predicted, targets)  # NYU crop: 480x640 ground truth
+    for name in DEPTH_METRIC_NAMES:
+        assert sections["depth"][name] == pytest.approx(expected[name], rel=1e-6), name
+    assert all(np.isfinite(v) for v in sections["depth_tokenizer_upper_bound"].values())
+    # a solver folder as --tokenizer: its depth tokenizer, here on the solver's windows
+    windows = run_evaluation("depth", tokenizer_dir=model_dir, upper_bound_mode="windows", **common)
+    assert windows["run"]["upper_bound_mode"] == "windows"
+    assert windows["depth_tokenizer_upper_bound"] != sections["depth_tokenizer_upper_bound"]
+
+
 def test_depth_frames_at_the_model_frame_are_converted_exactly():
     """480x640 NYUv2 frames become `ToTensor` pixels (uint8 / 255, the original loader); other sizes are
     resized by the image processor to the model's frame."""
