@@ -27,7 +27,11 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import contextlib
+import functools
 import math
+import multiprocessing
+import multiprocessing.pool
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +58,7 @@ _FLOOR, _CEILING = 0, 1  # room face ids; walls: 2 (x = 0), 3 (x = width), 4 (z 
 _FIRST_OBJECT = 6  # surface id of object k is _FIRST_OBJECT + k
 _SPLIT_CODES = {"train": 0, "test": 1, "val": 1}  # NYUv2 test and COCO val share their scenes
 _NYU_SCENES_PER_FOLDER = 1000
+_NYU_PAIRS_PER_CHUNK = 256  # pairs held in memory before they are written
 
 
 def scene_id2label() -> dict[int, str]:
@@ -162,7 +167,13 @@ class SceneObject:
 
     @property
     def bounding_radius(self) -> float:
-        return float(np.linalg.norm(self.size) / 2)
+        """Radius of a sphere about ``center`` that holds the object."""
+        half = [float(v) / 2 for v in self.size]
+        if self.shape == "sphere":
+            return half[0]
+        if self.shape == "cylinder":
+            return math.hypot(half[0], half[1])
+        return math.sqrt(half[0] ** 2 + half[1] ** 2 + half[2] ** 2)
 
     def to_local(self, x: Any, y: Any, z: Any, is_direction: bool = False) -> tuple[Any, Any, Any]:
         """World coordinates (points or directions, scalars or arrays) in the object's frame."""
@@ -192,14 +203,15 @@ class SceneObject:
                 radius = half[0]
                 a = dx * dx + dy * dy + dz * dz
                 b = dx * ox + dy * oy + dz * oz
-                c = ox * ox + oy * oy + oz * oz - radius * radius
-                return _quadratic_interval(a, b, c)
+                # b^2 - a c written as a r^2 - |d x o|^2: no cancellation of large terms in float32.
+                cx, cy, cz = dy * oz - dz * oy, dz * ox - dx * oz, dx * oy - dy * ox
+                return _quadratic_interval(a, b, a * (radius * radius) - (cx * cx + cy * cy + cz * cz))
             if self.shape == "cylinder":
                 radius = half[0]
                 a = np.maximum(dx * dx + dz * dz, 1e-12)
                 b = dx * ox + dz * oz
-                c = ox * ox + oz * oz - radius * radius
-                enter, leave = _quadratic_interval(a, b, c)
+                cross = dx * oz - dz * ox
+                enter, leave = _quadratic_interval(a, b, a * (radius * radius) - cross * cross)
                 y_enter, y_leave = _slab(oy, dy, half[1])
                 return np.maximum(enter, y_enter), np.minimum(leave, y_leave)
             # Box: the slab method in the object's frame.
@@ -288,9 +300,9 @@ class SyntheticScene:
 # ------------------------------------------------------------------------------------ geometry helpers
 
 
-def _quadratic_interval(a: Any, b: Any, c: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Roots of a t^2 + 2 b t + c = 0 as (smaller, larger); (inf, -inf) where there is none."""
-    disc = b * b - a * c
+def _quadratic_interval(a: Any, b: Any, disc: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Roots of a t^2 + 2 b t + c = 0 given ``disc`` = b^2 - a c, as (smaller, larger); (inf, -inf) where
+    there is none."""
     root = np.sqrt(np.maximum(disc, 0))
     hit = disc >= 0
     enter = np.where(hit, (-b - root) / a, np.inf)
@@ -806,7 +818,8 @@ def render_scene(
     height, width = _image_size(size)
     layout = sample_layout(seed, config)
     # Image noise uses its own stream so that it cannot change the layout.
-    noise_rng = np.random.default_rng([*np.random.SeedSequence(seed).generate_state(2), height, width])
+    sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    noise_rng = np.random.default_rng([*sequence.generate_state(2), height, width])
     return _render(layout, height, width, config, noise_rng)
 
 
@@ -839,8 +852,8 @@ def coco_image(scene: SyntheticScene, index: int) -> CocoImage:
 class _ChunkedNYUWriter:
     """Feeds `write_nyu_split` a chunk at a time (bounded memory) and joins the chunks' list files."""
 
-    def __init__(self, root: Path, split: str, chunk: int = 256):
-        self.root, self.split, self.chunk = root, split, chunk
+    def __init__(self, root: Path, split: str, chunk: int | None = None):
+        self.root, self.split, self.chunk = root, split, chunk or _NYU_PAIRS_PER_CHUNK
         self.pending: list[NYUSample] = []
         self.lines: list[str] = []
 
@@ -865,6 +878,27 @@ class _ChunkedNYUWriter:
         return list_path
 
 
+def _rendered(
+    seed: int,
+    split: str,
+    indices: range,
+    size: int | tuple[int, int],
+    config: SceneConfig | None,
+    pool: multiprocessing.pool.Pool | None,
+) -> Iterator[tuple[int, SyntheticScene]]:
+    """(index, scene) of a split in order, rendered here or by ``pool`` (in bounded batches: rendered scenes
+    never pile up in memory faster than they are written)."""
+    if pool is None:
+        for index in indices:
+            yield index, render_scene(scene_seed(seed, split, index), size, config)
+        return
+    render = functools.partial(render_scene, size=size, config=config)
+    batch = 32 * pool._processes  # type: ignore[attr-defined]
+    for first in range(indices.start, indices.stop, batch):
+        part = range(first, min(first + batch, indices.stop))
+        yield from zip(part, pool.imap(render, [scene_seed(seed, split, i) for i in part], chunksize=4))
+
+
 def _write_split(
     seed: int,
     split: str,
@@ -872,6 +906,7 @@ def _write_split(
     config: SceneConfig | None,
     nyu: tuple[Path, str, int] | None,
     coco: tuple[Path, str, int] | None,
+    pool: multiprocessing.pool.Pool | None = None,
 ) -> dict[str, Path]:
     """Render the scenes of one split once and write them to NYUv2 and/or COCO; scene i feeds both."""
     nyu_writer = _ChunkedNYUWriter(nyu[0], nyu[1]) if nyu is not None and nyu[2] > 0 else None
@@ -880,8 +915,7 @@ def _write_split(
     paths: dict[str, Path] = {}
 
     def coco_images() -> Iterator[CocoImage]:
-        for index in range(coco_count):
-            scene = render_scene(scene_seed(seed, split, index), size, config)
+        for index, scene in _rendered(seed, split, range(coco_count), size, config, pool):
             if nyu_writer is not None and index < nyu_count:
                 nyu_writer.add(nyu_sample(scene, index))
             yield coco_image(scene, index)
@@ -891,9 +925,59 @@ def _write_split(
         paths["coco_image_dir"] = coco[0] / f"{coco[1]}2017"
     if nyu is not None:
         writer = nyu_writer or _ChunkedNYUWriter(nyu[0], nyu[1])
-        for index in range(coco_count, nyu_count):
-            writer.add(nyu_sample(render_scene(scene_seed(seed, split, index), size, config), index))
+        for index, scene in _rendered(seed, split, range(coco_count, nyu_count), size, config, pool):
+            writer.add(nyu_sample(scene, index))
         paths["nyu_list"] = writer.finish()
+    return paths
+
+
+@contextlib.contextmanager
+def _render_pool(workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
+    """A pool of ``workers`` rendering processes, or None (render in this process) for 0."""
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if workers == 0:
+        yield None
+        return
+    with multiprocessing.Pool(workers) as pool:
+        yield pool
+
+
+def _write_data_sets(
+    nyu_root: Path,
+    coco_root: Path,
+    counts: dict[str, int],
+    size: int | tuple[int, int],
+    seed: int,
+    config: SceneConfig | None,
+    workers: int,
+) -> dict[str, Path]:
+    """Write the NYUv2 splits under ``nyu_root`` and COCO splits under ``coco_root`` (counts keyed
+    ``nyu_train``, ``nyu_test``, ``coco_train``, ``coco_val``); paths keyed ``nyu_train_list``,
+    ``coco_val_image_dir`` and so on."""
+    for name, count in counts.items():
+        if count < 0:
+            raise ValueError(f"{name} must be >= 0, got {count}")
+    paths: dict[str, Path] = {}
+    with _render_pool(workers) as pool:
+        for split, coco_split in (("train", "train"), ("test", "val")):
+            nyu_count, coco_count = counts.get(f"nyu_{split}", 0), counts.get(f"coco_{coco_split}", 0)
+            if nyu_count:
+                nyu_root.mkdir(parents=True, exist_ok=True)
+            written = _write_split(
+                seed,
+                split,
+                size,
+                config,
+                (nyu_root, split, nyu_count) if nyu_count else None,
+                (coco_root, coco_split, coco_count) if coco_count else None,
+                pool,
+            )
+            if "nyu_list" in written:
+                paths[f"nyu_{split}_list"] = written["nyu_list"]
+            if "coco_image_dir" in written:
+                paths[f"coco_{coco_split}_image_dir"] = written["coco_image_dir"]
+                paths[f"coco_{coco_split}_annotation_file"] = written["coco_annotation_file"]
     return paths
 
 
@@ -906,44 +990,26 @@ def write_synthetic_scenes(
     size: int | tuple[int, int] = 192,
     seed: int = 0,
     config: SceneConfig | None = None,
+    workers: int = 0,
 ) -> dict[str, Path]:
     """Write rendered scenes as NYUv2 (``root/nyu_depth_v2``) and COCO (``root/coco``) data sets.
 
     Scene i of "train" is NYUv2 train pair i and COCO train2017 image i (rendered once); "test"/"val" alike.
-    Returns the paths the loaders take: ``nyu_root``, ``nyu_train_list``, ``nyu_test_list``, ``coco_root``,
-    ``coco_train_image_dir``, ``coco_train_annotation_file``, ``coco_val_image_dir``,
-    ``coco_val_annotation_file`` (only those of the splits written)::
+    ``workers`` processes render while this one writes (0: render here). Returns the paths the loaders
+    take: ``nyu_root``, ``nyu_train_list``, ``nyu_test_list``, ``coco_root``, ``coco_train_image_dir``,
+    ``coco_train_annotation_file``, ``coco_val_image_dir``, ``coco_val_annotation_file`` (those of the
+    splits written)::
 
         load_nyu_depth_v2(paths["nyu_root"], "train", paths["nyu_train_list"])
         load_coco_instances(paths["coco_val_image_dir"], paths["coco_val_annotation_file"])
     """
-    counts = {"nyu_train": nyu_train, "nyu_test": nyu_test, "coco_train": coco_train, "coco_val": coco_val}
-    for name, count in counts.items():
-        if count < 0:
-            raise ValueError(f"{name} must be >= 0, got {count}")
     root = Path(root)
-    nyu_root, coco_root = root / "nyu_depth_v2", root / "coco"
-    paths: dict[str, Path] = {}
+    counts = {"nyu_train": nyu_train, "nyu_test": nyu_test, "coco_train": coco_train, "coco_val": coco_val}
+    paths = _write_data_sets(root / "nyu_depth_v2", root / "coco", counts, size, seed, config, workers)
     if nyu_train or nyu_test:
-        nyu_root.mkdir(parents=True, exist_ok=True)
-        paths["nyu_root"] = nyu_root
+        paths["nyu_root"] = root / "nyu_depth_v2"
     if coco_train or coco_val:
-        paths["coco_root"] = coco_root
-    for split, nyu_split, nyu_count, coco_split, coco_count in (
-        ("train", "train", nyu_train, "train", coco_train),
-        ("test", "test", nyu_test, "val", coco_val),
-    ):
-        written = _write_split(
-            seed,
-            split,
-            size,
-            config,
-            (nyu_root, nyu_split, nyu_count) if nyu_count else None,
-            (coco_root, coco_split, coco_count) if coco_count else None,
-        )
-        for key, path in written.items():
-            kind, rest = key.split("_", 1)
-            paths[f"{kind}_{nyu_split if kind == 'nyu' else coco_split}_{rest}"] = path
+        paths["coco_root"] = root / "coco"
     return paths
 
 
@@ -954,18 +1020,15 @@ def write_synthetic_nyu(
     size: int | tuple[int, int] = 192,
     seed: int = 0,
     config: SceneConfig | None = None,
+    workers: int = 0,
 ) -> dict[str, Path]:
     """Rendered scenes in the NYUv2 layout under ``root``; returns ``{"root", "train_list", "test_list"}``
-    for ``load_nyu_depth_v2(root, split, list_file)``."""
+    (lists of empty splits are absent) for ``load_nyu_depth_v2(root, split, list_file)``."""
     root = Path(root)
+    counts = {"nyu_train": num_train, "nyu_test": num_test}
+    paths = _write_data_sets(root, root, counts, size, seed, config, workers)
     root.mkdir(parents=True, exist_ok=True)
-    paths = {"root": root}
-    for split, count in (("train", num_train), ("test", num_test)):
-        if count < 0:
-            raise ValueError(f"num_{split} must be >= 0, got {count}")
-        written = _write_split(seed, split, size, config, (root, split, count), None)
-        paths[f"{split}_list"] = written["nyu_list"]
-    return paths
+    return {"root": root, **{key.removeprefix("nyu_"): path for key, path in paths.items()}}
 
 
 def write_synthetic_coco(
@@ -975,22 +1038,18 @@ def write_synthetic_coco(
     size: int | tuple[int, int] = 192,
     seed: int = 0,
     config: SceneConfig | None = None,
+    workers: int = 0,
 ) -> dict[str, Path]:
     """Rendered scenes in the COCO layout under ``root`` (``train2017/``, ``val2017/``, ``annotations/``).
 
     Returns ``root``, ``train_image_dir``, ``train_annotation_file``, ``val_image_dir``,
-    ``val_annotation_file`` for ``load_coco_instances(image_dir, annotation_file)``. Categories are
-    `SCENE_CATEGORIES` (ids 1..3), so the loader's labels are the scenes' labels.
+    ``val_annotation_file`` (those of non-empty splits) for ``load_coco_instances(image_dir,
+    annotation_file)``. Categories are `SCENE_CATEGORIES` (ids 1..3): the loader's labels are the scenes'.
     """
     root = Path(root)
-    paths = {"root": root}
-    for split, count in (("train", num_train), ("val", num_val)):
-        if count < 0:
-            raise ValueError(f"num_{split} must be >= 0, got {count}")
-        written = _write_split(seed, split, size, config, None, (root, split, count))
-        paths[f"{split}_image_dir"] = written["coco_image_dir"]
-        paths[f"{split}_annotation_file"] = written["coco_annotation_file"]
-    return paths
+    counts = {"coco_train": num_train, "coco_val": num_val}
+    paths = _write_data_sets(root, root, counts, size, seed, config, workers)
+    return {"root": root, **{key.removeprefix("coco_"): path for key, path in paths.items()}}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -1006,12 +1065,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--coco-val", type=int, default=0)
     parser.add_argument("--size", type=int, nargs="+", default=[192], help="SIZE or HEIGHT WIDTH")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="processes that render while the main one writes (0: none)"
+    )
     args = parser.parse_args(argv)
     if len(args.size) not in (1, 2):
         parser.error("--size takes one value (square) or two (height width)")
     size = args.size[0] if len(args.size) == 1 else (args.size[0], args.size[1])
     paths = write_synthetic_scenes(
-        args.out, args.nyu_train, args.nyu_test, args.coco_train, args.coco_val, size, args.seed
+        args.out,
+        args.nyu_train,
+        args.nyu_test,
+        args.coco_train,
+        args.coco_val,
+        size,
+        args.seed,
+        workers=args.workers,
     )
     for key, path in sorted(paths.items()):
         print(f"{key}: {path}")
