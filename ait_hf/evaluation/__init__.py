@@ -1,7 +1,7 @@
 """Evaluation: NYUv2 depth metrics, COCO box/mask AP, metric reports, tokenizer upper bounds, the runner.
 
-The metric modules (`depth`, `coco`, `report`) and `upper_bounds` import no modeling code, so metrics can be
-computed (and tested) without a model. The model runner (`ait_hf.evaluation.runner`, also
+The metric modules (`depth`, `coco`, `report`, `model_metrics`) and `upper_bounds` import no modeling code,
+so metrics can be computed (and tested) without a model. The model runner (`ait_hf.evaluation.runner`, also
 ``python -m ait_hf.evaluation.runner``) loads models; its names are imported from here on first use.
 """
 
@@ -30,6 +30,16 @@ from .depth import (
     depth_metrics_per_image,
     make_depth_compute_metrics,
 )
+from .model_metrics import (
+    EVAL_TASKS,
+    CocoMetricAccumulator,
+    DepthMetricAccumulator,
+    EvaluationError,
+    canonical_task,
+    coco_batch_metadata,
+    make_compute_metrics,
+    make_prediction_fn,
+)
 from .report import format_metrics_markdown, write_metrics_report
 from .upper_bounds import (
     DEPTH_UPPER_BOUND_MODES,
@@ -42,14 +52,11 @@ from .upper_bounds import (
 
 # Names of the runner, loaded lazily (it imports the models).
 _RUNNER_NAMES = (
-    "CocoMetricAccumulator",
-    "DepthMetricAccumulator",
-    "EvaluationError",
     "EvaluationResult",
     "evaluate_coco",
     "evaluate_depth",
-    "make_compute_metrics",
-    "make_prediction_fn",
+    "load_model_and_processor",
+    "load_tokenizer",
     "run_evaluation",
 )
 
@@ -66,6 +73,7 @@ __all__ = [
     "COCO_STAT_NAMES",
     "DEPTH_METRIC_NAMES",
     "DEPTH_UPPER_BOUND_MODES",
+    "EVAL_TASKS",
     "MASK_UPPER_BOUND_PROTOCOLS",
     "MMDET_MAX_DETECTIONS",
     "NYU_EVAL_CROP",
@@ -73,7 +81,12 @@ __all__ = [
     "NYU_MAX_DEPTH",
     "NYU_MIN_DEPTH",
     "CocoInstanceEvaluator",
+    "CocoMetricAccumulator",
+    "DepthMetricAccumulator",
+    "EvaluationError",
     "DepthMetrics",
+    "canonical_task",
+    "coco_batch_metadata",
     "coco_category_ids",
     "coco_stat_names",
     "compute_depth_metrics",
@@ -83,7 +96,9 @@ __all__ = [
     "format_metrics_markdown",
     "instances_to_coco_results",
     "load_coco_ground_truth",
+    "make_compute_metrics",
     "make_depth_compute_metrics",
+    "make_prediction_fn",
     "mask_tokenizer_upper_bound",
     "reconstruct_box_masks",
     "reconstruct_depth",
