@@ -144,11 +144,11 @@ def test_full_size_nyu_frames_follow_the_original_protocol(workspace):
         model.depth_tokenizer.decoder[-1].bias.add_(3.0)  # positive metres
     model_dir = workspace.root / "depth480"
     model.save_pretrained(model_dir)
-    common = dict(data=workspace.nyu["root"], limit=2, batch_size=2, list_file=str(workspace.nyu["test_list"]),
+    common = dict(data=workspace.nyu["root"], limit=1, batch_size=1, list_file=str(workspace.nyu["test_list"]),
                   cache_dir=str(workspace.cache), progress=False)  # fmt: skip
     sections = run_evaluation("depth", model_dir=model_dir, upper_bound=True, **common)
 
-    rows = nyu_dataset(workspace).select(range(2))
+    rows = nyu_dataset(workspace).select(range(1))
     pixel_values = torch.stack(
         [
             torch.from_numpy(np.asarray(row["image"], dtype=np.float32).transpose(2, 0, 1) / np.float32(255))
@@ -158,7 +158,7 @@ def test_full_size_nyu_frames_follow_the_original_protocol(workspace):
     targets = torch.stack([torch.from_numpy(row["depth"]) for row in rows])
     with torch.no_grad():
         predicted = model(pixel_values, task="depth", test_time_augmentation=True).predicted_depth
-    assert predicted.shape == targets.shape == (2, 480, 640)
+    assert predicted.shape == targets.shape == (1, 480, 640)
     expected = compute_depth_metrics(predicted, targets)  # NYU crop: 480x640 ground truth
     for name in DEPTH_METRIC_NAMES:
         assert sections["depth"][name] == pytest.approx(expected[name], rel=1e-6), name
