@@ -36,6 +36,18 @@ ORIGINAL_NO_DECAY_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 _BLOCK = re.compile(r"encoder\.layers\.(\d+)\.blocks\.(\d+)\.")
+# Prefixes that wrappers put into parameter names (DDP, FSDP with use_orig_params, torch.compile, checkpointing).
+_WRAPPER_PARTS = re.compile(r"(^|\.)(module|_fsdp_wrapped_module|_orig_mod|_checkpoint_wrapped_module)\.")
+
+
+def clean_parameter_name(name: str) -> str:
+    """A parameter name without the parts that DDP / FSDP / torch.compile wrappers insert."""
+    previous = None
+    while previous != name:
+        previous, name = name, _WRAPPER_PARTS.sub(r"\1", name)
+    return name
+
+
 _DOWNSAMPLE = re.compile(r"encoder\.layers\.(\d+)\.downsample\.")
 
 
@@ -57,6 +69,7 @@ def swin_layer_id(name: str, depths: Sequence[int], backbone_prefix: str = "mode
     """
     layers_per_stage = [d + 1 for d in depths[:-1]] + [depths[-1]]
     num_layers = sum(layers_per_stage) + 2
+    name = clean_parameter_name(name)
     if not name.startswith(backbone_prefix):
         return num_layers - 1
     local = name[len(backbone_prefix) :]
@@ -112,6 +125,7 @@ def swin_layer_decay_parameter_groups(
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        name = clean_parameter_name(name)
         no_decay = param.ndim == 1 or name.endswith(".bias") or any(s in name for s in substrings)
         layer_id = swin_layer_id(name, depths, backbone_prefix)
         group_name = f"layer_{layer_id}_{'no_decay' if no_decay else 'decay'}"

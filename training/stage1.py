@@ -90,6 +90,32 @@ def reconstruct(
     return reconstruction_loss + commitment, reconstruction_loss, vqvae.denormalize(decoded)
 
 
+def synchronize_codebook_updates(model: AiTVQVAE) -> None:
+    """Make every process apply the EMA codebook update of the GLOBAL batch (a no-op in one process).
+
+    The EMA step depends only on the code counts and code sums of the batch. In the original each process
+    updates its own codebook from its own share (``broadcast_buffers=False``) and the first process's is
+    saved, so the codebooks drift apart. Here the quantiser's inputs and assignments are gathered from all
+    processes first, so all codebooks stay equal to the one-process run with the same global batch (and a
+    resumed run restores every process exactly).
+    """
+    quantizer = model.quantizer
+    update = quantizer.ema_update
+
+    def ema_update_over_processes(flat_inputs: torch.Tensor, one_hot: torch.Tensor) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world = torch.distributed.get_world_size()
+            if world > 1:
+                gathered_inputs = [torch.empty_like(flat_inputs) for _ in range(world)]
+                gathered_codes = [torch.empty_like(one_hot) for _ in range(world)]
+                torch.distributed.all_gather(gathered_inputs, flat_inputs.contiguous())
+                torch.distributed.all_gather(gathered_codes, one_hot.contiguous())
+                flat_inputs, one_hot = torch.cat(gathered_inputs), torch.cat(gathered_codes)
+        update(flat_inputs, one_hot)
+
+    quantizer.ema_update = ema_update_over_processes
+
+
 def vqvae_prediction_fn(model: torch.nn.Module, inputs: dict[str, Any]):
     loss, _, reconstruction = reconstruct(model, inputs["pixel_values"], inputs.get("labels"))
     return loss, reconstruction.squeeze(1), inputs["labels"].squeeze(1)
@@ -197,6 +223,8 @@ def build_trainer(args: argparse.Namespace, preset: dict[str, Any]) -> AiTTraine
         torch.manual_seed(int(training.get("seed", 0)))
         model = AiTVQVAE(config)
     num_processes = launch_world_size()
+    if num_processes > 1:
+        synchronize_codebook_updates(model)
     per_process = per_process_batch_sizes(
         {"vqvae": int(training["total_batch_size"])}, num_processes, args.gradient_accumulation_steps
     )["vqvae"]

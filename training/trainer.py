@@ -142,7 +142,8 @@ class AiTTrainer(Trainer):
     # ------------------------------------------------------------------------------- optimisation
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            self.optimizer = self.optimizer_factory(self.model)
+            # FSDP prepares the model first and passes it here: build the groups over its parameters.
+            self.optimizer = self.optimizer_factory(model if model is not None else self.model)
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):

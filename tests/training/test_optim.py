@@ -44,6 +44,13 @@ def test_swin_layer_ids_follow_the_original(name, layer_id):
     assert swin_layer_id(name, SWIN_B_DEPTHS) == layer_id
 
 
+def test_wrapper_prefixes_do_not_change_layer_ids():
+    name = "model.backbone.encoder.layers.2.blocks.5.attention.qkv.weight"
+    for wrapped in (f"module.{name}", f"_fsdp_wrapped_module.model._fsdp_wrapped_module.backbone.{name[15:]}",
+                    f"_orig_mod.{name}"):  # fmt: skip
+        assert swin_layer_id(wrapped, SWIN_B_DEPTHS) == 12, wrapped
+
+
 def test_names_map_to_the_original_backbone_names():
     assert (
         original_parameter_name("model.backbone.encoder.layers.2.blocks.5.attention.qkv.weight")

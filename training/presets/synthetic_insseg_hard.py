@@ -1,0 +1,17 @@
+"""Stage 2, synthetic-scene instance segmentation solver: hard mask tokens (argmax decoder inputs and argmax mask decoding)."""
+
+from training.presets._synthetic import (
+    SYNTHETIC_COCO_TASK,
+    SYNTHETIC_INIT,
+    synthetic_solver_config,
+    synthetic_stage2_training,
+)
+
+PRESET = {
+    "stage": 2,
+    "original": None,
+    "model": {"config": synthetic_solver_config(["instance_segmentation"], soft_token_inputs=False, soft_mask_decoding=False)},
+    "init": dict(SYNTHETIC_INIT),
+    "tasks": {"instance_segmentation": dict(SYNTHETIC_COCO_TASK)},
+    "training": synthetic_stage2_training(),
+}
