@@ -232,11 +232,15 @@ def predict(
     batch_size: int = 1,
     device: str = "cpu",
     progress: bool = True,
+    seed: int = 0,
+    test_time_augmentation: bool = False,
 ) -> dict[str, list[Path]]:
     """Run `model_dir` on image files and write the output files; returns `{input path: [written files]}`.
 
     Images that cannot be read are reported on stderr and skipped; the caller sees them missing from the
-    result. Raises CLIError for a bad model folder, an unknown or unsupported task and bad options.
+    result. Raises CLIError for a bad model folder, an unknown or unsupported task and bad options. `seed`
+    seeds the nucleus sampling of models that sample (the released instance models); `test_time_augmentation`
+    adds the original depth evaluation's flips.
     """
     import torch
     from tqdm.auto import tqdm
@@ -247,12 +251,12 @@ def predict(
         raise CLIError(f"--batch-size must be at least 1, got {batch_size}")
     if not 0.0 <= threshold <= 1.0:
         raise CLIError(f"--threshold must be within [0, 1], got {threshold}")
+    if task is not None and task not in CLI_TASKS:
+        raise CLIError(f"--task must be one of {', '.join(CLI_TASKS)}, got {task!r}")
     paths = expand_image_paths(images)
     if not paths:
         raise CLIError("no input images")
     model, processor = load_model_and_processor(model_dir, device)
-    if task is not None and task not in CLI_TASKS:
-        raise CLIError(f"--task must be one of {', '.join(CLI_TASKS)}, got {task!r}")
     ait_task = CLI_TASKS[task] if task else model.config.tasks[0]
     try:
         head = model_task_for(model.config, ait_task)
@@ -263,6 +267,8 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
     stems = dict(zip(paths, _unique_stems(paths)))
     written: dict[str, list[Path]] = {}
+    generator = torch.Generator(device).manual_seed(seed)
+    options = {"test_time_augmentation": test_time_augmentation} if ait_task == "depth" else {}
 
     with tqdm(total=len(paths), unit="image", disable=not progress or len(paths) < 2) as bar:
         for start in range(0, len(paths), batch_size):
@@ -279,7 +285,7 @@ def predict(
             sizes = [(image.height, image.width) for image in pil_images]
             inputs = processor(pil_images, task=ait_task, return_tensors="pt")
             with torch.inference_mode():
-                outputs = model(inputs["pixel_values"].to(device), task=head)
+                outputs = model(inputs["pixel_values"].to(device), task=head, generator=generator, **options)
             if ait_task == "depth":
                 results = processor.post_process_depth_estimation(outputs, target_sizes=sizes)
             elif ait_task == "instance_segmentation":
@@ -366,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="ait_predictions", help="output folder (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.5, help="minimum object score (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: %(default)s)")
+    p.add_argument("--tta", action="store_true", help="depth: also average horizontally flipped predictions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling of instance models (default: 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -412,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.batch_size,
             device,
             not args.quiet,
+            args.seed,
+            args.tta,
         )
     except CLIError as err:
         print(f"ait-hf: error: {err}", file=sys.stderr)

@@ -268,3 +268,37 @@ def test_colourise_depth():
     assert colours[0, 1].tolist() == [33, 145, 140]  # halfway: the middle anchor
     assert colours[1, 1].tolist() == [0, 0, 0]  # not finite
     assert colourise_depth(np.full((3, 3), 2.0))[1, 1].tolist() == [253, 231, 37]  # constant map
+
+
+def test_predict_reports_images_over_the_pil_size_limit(model_dirs, tmp_path, capsys, monkeypatch):
+    random_image(40, 40).save(tmp_path / "big.png")
+    random_image(8, 8).save(tmp_path / "small.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1600 pixels > 2 x 500: PIL refuses to decode
+    args = [
+        "predict",
+        str(tmp_path / "big.png"),
+        str(tmp_path / "small.png"),
+        "--model",
+        str(model_dirs["depth"]),
+    ]
+    assert main([*args, "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    assert "big.png: the image is larger than PIL's safety limit" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small_depth.npy", "small_depth.png"]
+
+
+def test_predict_depth_with_flip_test_time_augmentation(model_dirs, tmp_path):
+    out = tmp_path / "out"
+    args = ["predict", str(SAMPLES / "indoor.png"), "--model", str(model_dirs["depth"]), "--tta"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    model, processor = load_solver(model_dirs["depth"])
+    image = Image.open(SAMPLES / "indoor.png")
+    with torch.no_grad():
+        outputs = model(
+            processor(image, return_tensors="pt")["pixel_values"], task="depth", test_time_augmentation=True
+        )
+    expected = processor.post_process_depth_estimation(outputs, target_sizes=[(120, 160)])[0][
+        "predicted_depth"
+    ]
+    np.testing.assert_allclose(np.load(out / "indoor_depth.npy"), expected.numpy(), rtol=1e-5, atol=1e-5)
+    plain = direct_prediction(model_dirs["depth"], "depth", image)["predicted_depth"].numpy()
+    assert not np.allclose(np.load(out / "indoor_depth.npy"), plain)  # the flips changed the prediction
