@@ -179,8 +179,9 @@ class AiTDecoderLayer(nn.Module):
         position: int,
         memory_kv: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
-        """One decoding position (B, 1, d): writes its key/value into the cache at `position`, attends to
-        positions `0..position` (no mask needed: later positions are not there yet)."""
+        """One decoding position (B, 1, d) through the modules (the straightforward path, also used in
+        training mode): writes its key/value into the cache at `position` and attends to positions
+        `0..position` (no mask needed: later positions are not there yet)."""
         attn = self.self_attn
         b = hidden_states.shape[0]
         qkv = F.linear(self.self_attn_layer_norm(hidden_states), *fused_qkv)
@@ -192,6 +193,73 @@ class AiTDecoderLayer(nn.Module):
         )
         hidden_states = hidden_states + self.drop_path(attn.out_proj(out.reshape(b, 1, -1)))
         return self._cross_attention_and_mlp(hidden_states, memory_kv)
+
+    def step_constants(self, memory_kv: tuple[torch.Tensor, torch.Tensor]) -> tuple:
+        """Everything `fast_decoder_layer_step` needs, prepared once per decoding call (inference: no dropout).
+
+        The softmax scale is folded into the query weights, q/k/v are one matrix, and the memory keys
+        (transposed) and values are laid out as (B * heads, ...) so each step runs batched matmuls on views.
+        """
+        sa, ca = self.self_attn, self.cross_attn
+        scale = sa.head_dim**-0.5
+        d = sa.q_proj.weight.shape[0]
+        qkv_weight = torch.cat([sa.q_proj.weight * scale, sa.k_proj.weight, sa.v_proj.weight])
+        qkv_bias = torch.cat([sa.q_proj.bias * scale, sa.k_proj.bias, sa.v_proj.bias])
+        keys, values = memory_kv
+        b, heads, length, head_dim = keys.shape
+        memory_keys_t = keys.transpose(-1, -2).reshape(b * heads, head_dim, length)
+        memory_values = values.reshape(b * heads, length, head_dim)
+        mlp = self.mlp
+
+        def transposed(weight: torch.Tensor) -> torch.Tensor:  # (in, out) rows: faster vector-matrix products
+            return weight.t().contiguous()
+
+        norms = [
+            (n.weight, n.bias)
+            for n in (self.self_attn_layer_norm, self.cross_attn_layer_norm, self.final_layer_norm)
+        ]
+        return (
+            (d,), self.self_attn_layer_norm.eps, *norms[0], qkv_bias, transposed(qkv_weight),
+            sa.out_proj.bias, transposed(sa.out_proj.weight),
+            *norms[1], ca.q_proj.bias * scale, transposed(ca.q_proj.weight * scale), memory_keys_t, memory_values,
+            ca.out_proj.bias, transposed(ca.out_proj.weight),
+            *norms[2], mlp.fc1.bias, transposed(mlp.fc1.weight), mlp.fc2.bias, transposed(mlp.fc2.weight),
+        )  # fmt: skip
+
+
+def fast_decoder_layer_step(
+    hidden: torch.Tensor, constants: tuple, cache: torch.Tensor, position: int, num_heads: int
+) -> torch.Tensor:
+    """One decoding position (B, d) of one decoder layer in eval mode, with as few tensor ops as possible.
+
+    Each step is dominated by per-op overhead and by reading the weights once (matrix-vector products), so
+    this writes the new key/value with one copy into `cache` (2, B, heads, max_length, head_dim), attends
+    with two batched matmuls over views of the cache, and uses `addmm` on pre-transposed weight views.
+    Equal to `AiTDecoderLayer.step` up to float rounding (tested).
+    """
+    (shape, eps, n1_w, n1_b, qkv_b, qkv_wt, o1_b, o1_wt, n2_w, n2_b, q2_b, q2_wt, mem_kt, mem_v, o2_b, o2_wt,
+     n3_w, n3_b, fc1_b, fc1_wt, fc2_b, fc2_wt) = constants  # fmt: skip
+    b, d = hidden.shape
+    heads_total = b * num_heads
+    head_dim = d // num_heads
+    length = position + 1
+    # self-attention over the cache
+    qkv = torch.addmm(qkv_b, F.layer_norm(hidden, shape, n1_w, n1_b, eps), qkv_wt)
+    cache[:, :, :, position] = qkv[:, d:].view(b, 2, num_heads, head_dim).transpose(0, 1)
+    keys = cache[0].view(heads_total, -1, head_dim)[:, :length]
+    values = cache[1].view(heads_total, -1, head_dim)[:, :length]
+    query = qkv[:, :d].reshape(heads_total, 1, head_dim)
+    context = torch.bmm(torch.bmm(query, keys.transpose(1, 2)).softmax(-1), values)
+    hidden = torch.addmm(o1_b, context.view(b, d), o1_wt).add_(hidden)
+    # cross-attention over the memory
+    query = torch.addmm(q2_b, F.layer_norm(hidden, shape, n2_w, n2_b, eps), q2_wt).view(
+        heads_total, 1, head_dim
+    )
+    context = torch.bmm(torch.bmm(query, mem_kt).softmax(-1), mem_v)
+    hidden = torch.addmm(o2_b, context.view(b, d), o2_wt).add_(hidden)
+    # MLP
+    inner = F.gelu(torch.addmm(fc1_b, F.layer_norm(hidden, shape, n3_w, n3_b, eps), fc1_wt))
+    return torch.addmm(fc2_b, inner, fc2_wt).add_(hidden)
 
 
 def sine_position_encoding(rows: int, cols: int, dim: int, normalize: bool = False) -> torch.Tensor:
@@ -309,28 +377,47 @@ class AiTDecoder(nn.Module):
 class AiTDecodingState:
     """Step-by-step decoding state: preallocated self-attention key/value cache, memory keys/values.
 
-    The memory's cross-attention keys/values and the fused q/k/v projection weights are computed once per
-    call; each step then costs one fused projection, two attentions and the MLP per layer.
+    The memory's cross-attention keys/values and the per-layer constants (fused q/k/v weights, transposed
+    weight views, scaled queries) are prepared once per call; each step then costs one fused projection,
+    two single-query attentions and the MLP per layer (`fast_decoder_layer_step`). In training mode (dropout,
+    drop path active) the steps go through the modules (`AiTDecoderLayer.step`) instead.
     """
 
     def __init__(self, decoder: AiTDecoder, memory: torch.Tensor, max_length: int) -> None:
         self.decoder = decoder
         self.memory_kv = decoder.memory_kv(memory)
-        self.fused_qkv = [layer.self_attn.fused_qkv() for layer in decoder.layers]
-        b, heads = memory.shape[0], decoder.num_heads
-        shape = (b, heads, max_length, memory.shape[-1] // heads)
-        self.keys = [memory.new_empty(shape) for _ in decoder.layers]
-        self.values = [memory.new_empty(shape) for _ in decoder.layers]
+        self.batch, heads = memory.shape[0], decoder.num_heads
+        self.num_heads = heads
+        self.fast = not decoder.training
+        head_dim = memory.shape[-1] // heads
+        # one buffer for all layers' keys and values: (layers, 2, B, heads, max_length, head_dim)
+        self.cache = memory.new_empty((len(decoder.layers), 2, self.batch, heads, max_length, head_dim))
+        if self.fast:
+            self.constants = [layer.step_constants(kv) for layer, kv in zip(decoder.layers, self.memory_kv)]
+        else:
+            self.fused_qkv = [layer.self_attn.fused_qkv() for layer in decoder.layers]
+        norm = decoder.final_layer_norm
+        self.final_norm = (norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        self.max_length = max_length
         self.length = 0
 
     def step(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
-        """Run one position (B, 1, d); returns its hidden state after the final LayerNorm (B, d)."""
+        """Run one position (B, d) or (B, 1, d); returns its hidden state after the final LayerNorm (B, d)."""
         t = self.length
-        hidden = inputs_embeds
-        for i, layer in enumerate(self.decoder.layers):
-            hidden = layer.step(hidden, self.fused_qkv[i], self.keys[i], self.values[i], t, self.memory_kv[i])
+        if t >= self.max_length:
+            raise ValueError(f"decoding state is full: it was allocated for {self.max_length} positions")
+        if self.fast:
+            hidden = inputs_embeds.reshape(self.batch, -1)
+            for constants, cache in zip(self.constants, self.cache):
+                hidden = fast_decoder_layer_step(hidden, constants, cache, t, self.num_heads)
+        else:
+            hidden = inputs_embeds.reshape(self.batch, 1, -1)
+            for i, layer in enumerate(self.decoder.layers):
+                keys, values = self.cache[i]
+                hidden = layer.step(hidden, self.fused_qkv[i], keys, values, t, self.memory_kv[i])
+            hidden = hidden[:, 0]
         self.length += 1
-        return self.decoder.final_layer_norm(hidden)[:, 0]
+        return F.layer_norm(hidden, *self.final_norm)
 
 
 def sample_tokens(
@@ -339,18 +426,21 @@ def sample_tokens(
     """Greedy (`top_p == 0`) or nucleus sampling over the last dim, vectorised over the batch.
 
     The nucleus keeps the smallest set of top tokens whose probability mass exceeds `top_p` (always at
-    least the arg-max), as the original does.
+    least the arg-max), as the original does, and draws from it renormalised. The draw is by inverse CDF
+    (one uniform number per row searched in the nucleus' cumulative mass) rather than `torch.multinomial`,
+    which draws one exponential number per vocabulary entry; the distribution is the same.
     """
     if top_p <= 0:
         return logits.argmax(dim=-1)
     sorted_logits, sorted_idx = logits.sort(dim=-1, descending=True)
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-    remove = cumulative > top_p
-    remove[..., 1:] = remove[..., :-1].clone()
-    remove[..., 0] = False
-    filtered = sorted_logits.masked_fill(remove, float("-inf"))
-    choice = torch.multinomial(filtered.softmax(dim=-1), 1, generator=generator)
-    return sorted_idx.gather(-1, choice).squeeze(-1)
+    # the nucleus is a prefix: position j is kept when the mass before it is <= top_p (j = 0 always)
+    threshold = cumulative.new_full((*cumulative.shape[:-1], 1), top_p)
+    last_kept = torch.searchsorted(cumulative, threshold, right=True).clamp_(max=cumulative.shape[-1] - 1)
+    mass = cumulative.gather(-1, last_kept)
+    uniform = torch.rand(mass.shape, generator=generator, dtype=mass.dtype, device=mass.device)
+    choice = torch.searchsorted(cumulative, uniform * mass, right=True)
+    return sorted_idx.gather(-1, torch.minimum(choice, last_kept)).squeeze(-1)
 
 
 # ============================================================================ pretrained base
@@ -863,25 +953,33 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         )
 
     def _decode_depth_autoregressive(self, memory, n, start, end, generator):
-        cfg = self.config
+        """Depth codes one position at a time; returns hidden states (B, n, d), logits (B, n, codes), tokens."""
+        cfg, decoder = self.config, self.decoder
         task_id = TASK_IDS["depth"]
-        state = AiTDecodingState(self.decoder, memory, n)
-        code_embeddings = self.decoder.token_embeddings[start:end]
-        positions = self.decoder.position_embeddings[task_id]
-        inputs = self.decoder.task_embeddings[task_id].expand(memory.shape[0], -1, -1)
+        state = AiTDecodingState(decoder, memory, n)
+        code_embeddings = decoder.token_embeddings[start:end]
+        code_weight_t, code_bias = code_embeddings.t(), decoder.output_bias[start:end]
+        positions = decoder.position_embeddings[task_id]
+        inputs = (decoder.task_embeddings[task_id] + positions[0]).expand(memory.shape[0], -1)
+        # greedy decoding with soft inputs needs no token inside the loop: one arg-max at the end
+        tokens_in_loop = cfg.sampling_top_p > 0 or not cfg.soft_token_inputs
         hiddens, all_logits, all_tokens = [], [], []
         for i in range(n):
-            hidden = state.step(inputs + positions[i])
-            logits = self.decoder.logits(hidden, start, end)
-            tokens = sample_tokens(logits, cfg.sampling_top_p, generator)
+            hidden = state.step(inputs)
+            logits = torch.addmm(code_bias, hidden, code_weight_t)
             hiddens.append(hidden)
             all_logits.append(logits)
-            all_tokens.append(tokens)
+            if tokens_in_loop:
+                all_tokens.append(sample_tokens(logits, cfg.sampling_top_p, generator))
+            if i + 1 == n:
+                break
             if cfg.soft_token_inputs:
-                inputs = (logits.softmax(-1) @ code_embeddings)[:, None]
+                inputs = torch.addmm(positions[i + 1], logits.softmax(-1), code_embeddings)
             else:
-                inputs = code_embeddings[tokens][:, None]
-        return torch.stack(hiddens, 1), torch.stack(all_logits, 1), torch.stack(all_tokens, 1)
+                inputs = code_embeddings[all_tokens[-1]] + positions[i + 1]
+        logits = torch.stack(all_logits, 1)
+        tokens = torch.stack(all_tokens, 1) if tokens_in_loop else logits.argmax(-1)
+        return torch.stack(hiddens, 1), logits, tokens
 
     # ------------------------------------------------------------------ object inference
     def _predict_objects(self, pixel_values, task, output_hidden_states, generator) -> AiTOutput:
@@ -890,44 +988,57 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
 
     def _decode_objects(self, memory, task, output_hidden_states, generator) -> AiTOutput:
         """Autoregressive object sequences `[box x4, class, mask codes...] x num_queries` from the memory."""
-        cfg, vocab = self.config, self.config.vocabulary
+        cfg, vocab, decoder = self.config, self.config.vocabulary, self.decoder
         b = memory.shape[0]
         length = cfg.object_length(task)
         total = cfg.num_queries * length
         task_id = TASK_IDS[task]
-        state = AiTDecodingState(self.decoder, memory, total)
-        positions = self.decoder.position_embeddings[task_id]
-        embeddings = self.decoder.token_embeddings
-        inputs = self.decoder.task_embeddings[task_id].expand(b, -1, -1)
-        mask_start, mask_end = vocab.mask_range()
-        cls_start, cls_end = vocab.class_range()
+        state = AiTDecodingState(decoder, memory, total)
+        positions = decoder.position_embeddings[task_id]
+        embeddings = decoder.token_embeddings
         soft_masks = cfg.soft_mask_decoding and task == "instance_segmentation"
+        # the classifier rows of each slot kind, sliced once: boxes, classes followed by the noise label, masks
+        box_range, (cls_start, cls_end), mask_range = (
+            vocab.box_range(),
+            vocab.class_range(),
+            vocab.mask_range(),
+        )
+        class_rows = torch.cat([torch.arange(cls_start, cls_end), torch.tensor([vocab.noise_label])])
+        class_rows = class_rows.to(embeddings.device)
+        heads = {
+            "box": (box_range[0], embeddings[slice(*box_range)].t(), decoder.output_bias[slice(*box_range)]),
+            "class": (cls_start, embeddings[class_rows].t(), decoder.output_bias[class_rows]),
+            "mask": (
+                mask_range[0],
+                embeddings[slice(*mask_range)].t(),
+                decoder.output_bias[slice(*mask_range)],
+            ),
+        }
+        mask_embeddings = embeddings[slice(*mask_range)]
+        inputs = (decoder.task_embeddings[task_id] + positions[0]).expand(b, -1)
         hiddens, tokens, scores, mask_logits = [], [], [], []
         for i in range(total):
-            hidden = state.step(inputs + positions[i])
+            hidden = state.step(inputs)
             slot = i % length
-            if slot < 4:
-                start, end = vocab.box_range()
-                logits = self.decoder.logits(hidden, start, end)
-            elif slot == 4:
-                start, end = cls_start, cls_end
-                logits = self.decoder.logits(hidden, start, end)
-                noise = self.decoder.logits(hidden, vocab.noise_label, vocab.noise_label + 1)
-                class_probs = torch.cat([logits, noise], dim=-1).softmax(-1)[:, :-1]
-            else:
-                start, end = mask_start, mask_end
-                logits = self.decoder.logits(hidden, start, end)
-                if soft_masks:
-                    mask_logits.append(logits)
+            kind = "box" if slot < 4 else "class" if slot == 4 else "mask"
+            start, weight_t, bias = heads[kind]
+            logits = torch.addmm(bias, hidden, weight_t)
+            if kind == "class":  # the class score is normalised together with the noise label
+                class_probs = logits.softmax(-1)
+                logits = logits[:, :-1]
+            elif soft_masks and kind == "mask":
+                mask_logits.append(logits)
             token = sample_tokens(logits, cfg.sampling_top_p, generator)
-            if slot == 4:
+            if kind == "class":
                 scores.append(class_probs.gather(1, token[:, None])[:, 0])
-            if slot >= 5 and cfg.soft_token_inputs:
-                inputs = (logits.softmax(-1) @ embeddings[start:end])[:, None]
-            else:
-                inputs = embeddings[token + start][:, None]
             hiddens.append(hidden)
             tokens.append(token)
+            if i + 1 == total:
+                break
+            if kind == "mask" and cfg.soft_token_inputs:
+                inputs = torch.addmm(positions[i + 1], logits.softmax(-1), mask_embeddings)
+            else:
+                inputs = embeddings[token + start] + positions[i + 1]
         sequences = torch.stack(tokens, 1)
         objects = sequences.view(b, cfg.num_queries, length)
         codec = ObjectSequenceCodec(cfg, task, self.mask_tokenizer)
