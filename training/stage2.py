@@ -226,6 +226,9 @@ def build_model(preset: dict[str, Any], args: argparse.Namespace) -> AiTForDepth
                 "no --%s-tokenizer: the frozen %s tokenizer keeps its random weights (the original uses %s)",
                 kind, kind, init.get(f"{kind}_tokenizer"),
             )  # fmt: skip
+    for tokenizer in (model.depth_tokenizer, model.mask_tokenizer):
+        if tokenizer is not None:  # frozen whatever the loading path did
+            tokenizer.requires_grad_(False)
     return model
 
 

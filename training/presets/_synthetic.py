@@ -16,11 +16,11 @@ SYNTHETIC_MAX_DEPTH = 10.0  # `SceneConfig.max_depth`
 SYNTHETIC_DEPTH_TOKENIZER = {
     "image_size": 64, "downsample_ratio": 8, "num_embeddings": 32, "embedding_dim": 16, "hidden_size": 8,
     "num_resnet_blocks": 1, "tau": 0.8, "normalize_inputs": False, "reconstruction_loss": "mse_ignore_zero",
-    "tokenizer_type": "depth",
+    "tokenizer_type": "depth", "ema_decay": 0.9,
 }  # fmt: skip
 SYNTHETIC_MASK_TOKENIZER = {
     "image_size": 16, "downsample_ratio": 4, "num_embeddings": 32, "embedding_dim": 16, "hidden_size": 8,
-    "num_resnet_blocks": 1, "normalize_inputs": True, "reconstruction_loss": "mse", "tokenizer_type": "mask",
+    "num_resnet_blocks": 1, "normalize_inputs": True, "reconstruction_loss": "mse", "tokenizer_type": "mask", "ema_decay": 0.9,
 }  # fmt: skip
 SYNTHETIC_BACKBONE = {
     "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 2, 4], "window_sizes": [4, 4, 4, 2],
@@ -34,7 +34,7 @@ def synthetic_solver_config(tasks: list[str], **kwargs) -> dict:
     config = {
         "backbone_config": dict(SYNTHETIC_BACKBONE), "tasks": tasks, "d_model": 32, "encoder_layers": 1,
         "decoder_layers": 2, "num_attention_heads": 2, "ffn_dim": 64, "dropout": 0.0, "drop_path": 0.0,
-        "encoder_grid": [4, 4], "max_decoder_length": 64, "num_bins": 64, "num_classes": 3,
+        "encoder_grid": [4, 4], "max_decoder_length": 192, "num_bins": 64, "num_classes": 3,
         "num_mask_codes": 32, "num_depth_codes": 32, "num_queries": 8, "coord_norm_value": 128.0,
         "image_size": 128, "depth_tokenizer_config": dict(SYNTHETIC_DEPTH_TOKENIZER),
         "mask_tokenizer_config": dict(SYNTHETIC_MASK_TOKENIZER), "depth_tta_windows": 2, "sampling_top_p": 0.0,

@@ -15,7 +15,7 @@ PRESET = {
         "eval_crop": None,
     },
     "training": synthetic_stage1_training(
-        max_steps=400, lr=3e-3, batch_size=16, optimizer="adam",
+        max_steps=800, lr=2e-3, batch_size=16, optimizer="adam",
         schedule={"type": "exponential_every", "gamma": 0.98, "every": 20, "restart_each_epoch": False},
     ),  # fmt: skip
 }

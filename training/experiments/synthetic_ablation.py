@@ -1,0 +1,353 @@
+"""Proof that AiT learns: train and evaluate small AiT models on synthetic room scenes, with ablations.
+
+Every number comes from held-out scenes (NYUv2 "test" = COCO "val2017" scenes, never trained on). For each
+seed the script trains, through the real stage-1 / stage-2 entry points (`training.stage1` / `training.stage2`
+with the ``synthetic_*`` presets), three tokenizers (depth with and without mask augmentation, masks) and six
+solvers, then reports:
+
+* tokenizer upper bounds: ground truth encoded and decoded by the trained tokenizers (depth RMSE, mask AP);
+* depth: autoregressive with soft tokens (AiT) vs autoregressive with hard tokens vs parallel (AiT-P);
+* depth tokenizer trained with vs without mask augmentation (the downstream AR-soft solver's RMSE);
+* instance segmentation: soft vs hard mask tokens (mask AP);
+* trivial baselines: the training-set mean depth everywhere; predicting no object (AP 0 by definition).
+
+The table (mean and sample standard deviation over seeds) is written to ``OUT/results.md`` and every run's
+metrics to ``OUT/results.json``. Command lines::
+
+    python -m training.experiments.synthetic_ablation --out runs/ablation            # 3 seeds, full budget
+    python -m training.experiments.synthetic_ablation --out runs/ablation_quick --quick  # 1 seed, minutes
+
+Evaluation protocol (synthetic frames are 64x85, not NYUv2's 480x640): depth metrics over all valid pixels
+(depth in (1e-3, 10] m, no NYU crop), greedy decoding, the model's two sliding windows without flips; COCO
+box/mask AP with pycocotools (mmdet ``maxDets``), every decoded object kept. Runs use one torch thread each
+(``--threads``): on a shared 2-core machine more threads per process made training ~10x slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+# Held-out depth metric settings for 64x85 synthetic frames (see the module docstring).
+DEPTH_METRIC_KWARGS: dict[str, Any] = {"eval_crop": None, "min_depth": 1e-3, "max_depth": 10.0}
+
+FULL_BUDGET = {
+    "scenes_train": 600, "scenes_test": 100, "depth_vqvae_steps": 400, "mask_vqvae_steps": 300,
+    "depth_steps": 600, "insseg_steps": 600,
+}  # fmt: skip
+QUICK_BUDGET = {
+    "scenes_train": 300, "scenes_test": 40, "depth_vqvae_steps": 200, "mask_vqvae_steps": 150,
+    "depth_steps": 200, "insseg_steps": 200,
+}  # fmt: skip
+
+# name -> (preset, depth tokenizer run) of the depth solvers; insseg solvers use the mask tokenizer.
+DEPTH_SOLVERS = {
+    "depth_ar_soft": ("synthetic_depth", "depth_vqvae"),
+    "depth_ar_hard": ("synthetic_depth_hard", "depth_vqvae"),
+    "depth_parallel": ("synthetic_depth_parallel", "depth_vqvae"),
+    "depth_ar_soft_tokenizer_without_mask_aug": ("synthetic_depth", "depth_vqvae_nomask"),
+}
+INSSEG_SOLVERS = {"insseg_soft": "synthetic_insseg", "insseg_hard": "synthetic_insseg_hard"}
+
+
+# ------------------------------------------------------------------------------------------------ data
+def write_data(root: Path, budget: dict[str, int], data_seed: int) -> dict[str, Path]:
+    """Render the train / held-out scenes once in the NYUv2 and COCO layouts (skipped when present)."""
+    from ait_hf.data.scenes import write_synthetic_scenes
+    from training.presets._synthetic import SYNTHETIC_FRAME
+
+    marker = root / "paths.json"
+    if marker.is_file():
+        return {key: Path(value) for key, value in json.loads(marker.read_text()).items()}
+    train, test = budget["scenes_train"], budget["scenes_test"]
+    paths = write_synthetic_scenes(
+        root, nyu_train=train, nyu_test=test, coco_train=train, coco_val=test, size=SYNTHETIC_FRAME,
+        seed=data_seed,
+    )  # fmt: skip
+    marker.write_text(json.dumps({key: str(value) for key, value in paths.items()}, indent=1))
+    return paths
+
+
+def _common_argv(preset: str, output_dir: Path, seed: int, steps: int, cache_dir: Path) -> list[str]:
+    return [
+        "--preset", preset, "--output-dir", str(output_dir), "--seed", str(seed), "--max-steps", str(steps),
+        "--no-eval", "--report-to", "none", "--disable-tqdm", "--cache-dir", str(cache_dir),
+    ]  # fmt: skip
+
+
+def train_stage1(preset: str, output_dir: Path, paths: dict[str, Path], seed: int, steps: int, cache: Path) -> Path:
+    """A stage-1 tokenizer run (skipped when its saved folder exists); returns the folder."""
+    from training import stage1
+
+    if (output_dir / "config.json").is_file():
+        return output_dir
+    argv = _common_argv(preset, output_dir, seed, steps, cache)
+    if "mask" in preset:
+        argv += ["--box-masks-train", str(paths["coco_train_annotation_file"])]
+    else:
+        argv += ["--nyu-root", str(paths["nyu_root"]), "--train-list", str(paths["nyu_train_list"])]
+    stage1.main(argv)
+    return output_dir
+
+
+def train_stage2(
+    preset: str, output_dir: Path, paths: dict[str, Path], seed: int, steps: int, cache: Path,
+    depth_tokenizer: Path | None = None, mask_tokenizer: Path | None = None,
+) -> Path:  # fmt: skip
+    """A stage-2 solver run (skipped when its saved folder exists); returns the folder."""
+    from training import stage2
+
+    if (output_dir / "config.json").is_file():
+        return output_dir
+    argv = _common_argv(preset, output_dir, seed, steps, cache)
+    if depth_tokenizer is not None:
+        argv += ["--nyu-root", str(paths["nyu_root"]), "--train-list", str(paths["nyu_train_list"])]
+        argv += ["--depth-tokenizer", str(depth_tokenizer)]
+    if mask_tokenizer is not None:
+        argv += ["--coco-root", str(paths["coco_root"]), "--mask-tokenizer", str(mask_tokenizer)]
+    stage2.main(argv)
+    return output_dir
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def held_out_depth(paths: dict[str, Path], cache: Path | None = None) -> Any:
+    from ait_hf.data import load_nyu_depth_v2
+
+    return load_nyu_depth_v2(
+        paths["nyu_root"], "test", paths["nyu_test_list"], cache_dir=str(cache) if cache else None
+    )
+
+
+def held_out_coco(paths: dict[str, Path], cache: Path | None = None) -> Any:
+    from ait_hf.data import load_coco_instances
+
+    return load_coco_instances(
+        paths["coco_val_image_dir"], paths["coco_val_annotation_file"], cache_dir=str(cache) if cache else None
+    )
+
+
+def evaluate_depth_model(model_dir: Path, paths: dict[str, Path], limit: int | None = None) -> dict[str, float]:
+    """Held-out depth metrics of a saved solver (greedy decoding, no flips)."""
+    from ait_hf.evaluation.runner import evaluate_depth, load_model_and_processor
+
+    model, processor = load_model_and_processor(model_dir, "cpu")
+    result = evaluate_depth(
+        model, held_out_depth(paths), processor=processor, batch_size=8, test_time_augmentation=False,
+        limit=limit, top_p=0.0, progress=False, metric_kwargs=DEPTH_METRIC_KWARGS,
+    )  # fmt: skip
+    return dict(result.metrics)
+
+
+def evaluate_insseg_model(model_dir: Path, paths: dict[str, Path], limit: int | None = None) -> dict[str, float]:
+    """Held-out COCO box and mask AP of a saved solver (greedy decoding)."""
+    from ait_hf.evaluation.runner import evaluate_coco, load_model_and_processor
+
+    model, processor = load_model_and_processor(model_dir, "cpu")
+    result = evaluate_coco(
+        model, held_out_coco(paths), str(paths["coco_val_annotation_file"]), task="instance_segmentation",
+        processor=processor, batch_size=8, limit=limit, top_p=0.0, progress=False,
+    )  # fmt: skip
+    return dict(result.metrics)
+
+
+def depth_upper_bound(tokenizer_dir: Path, paths: dict[str, Path]) -> dict[str, float]:
+    """Held-out depth metrics of ground truth encoded and decoded by the tokenizer (the solver's windows)."""
+    from ait_hf.data.nyu import depth_to_metres
+    from ait_hf.evaluation import depth_tokenizer_upper_bound
+    from ait_hf.modeling_ait_vqvae import AiTVQVAE
+
+    tokenizer = AiTVQVAE.from_pretrained(tokenizer_dir).eval()
+    rows = held_out_depth(paths).select_columns(["depth"])
+    maps = (depth_to_metres(row["depth"]) for row in rows)
+    with torch.inference_mode():
+        bound = depth_tokenizer_upper_bound(
+            tokenizer, maps, mode="windows", num_windows=2, flip=False, batch_size=16, **DEPTH_METRIC_KWARGS
+        )
+    return {key: value for key, value in bound.items() if key != "num_images"}
+
+
+def mask_upper_bound(tokenizer_dir: Path, paths: dict[str, Path]) -> dict[str, float]:
+    """Held-out mask AP of ground-truth instance masks through the tokenizer (the solver's crop and paste)."""
+    from ait_hf.evaluation import mask_tokenizer_upper_bound
+    from ait_hf.modeling_ait_vqvae import AiTVQVAE
+
+    tokenizer = AiTVQVAE.from_pretrained(tokenizer_dir).eval()
+    with torch.inference_mode():
+        bound = mask_tokenizer_upper_bound(tokenizer, str(paths["coco_val_annotation_file"]), protocol="solver")
+    return {key: value for key, value in bound.items() if key.startswith("segm_")}
+
+
+def mean_depth_baseline(paths: dict[str, Path]) -> dict[str, float]:
+    """Held-out metrics of predicting the mean valid training depth at every pixel."""
+    from ait_hf.data import load_nyu_depth_v2
+    from ait_hf.data.nyu import depth_to_metres
+    from ait_hf.evaluation import DepthMetrics
+
+    total, count = 0.0, 0
+    for row in load_nyu_depth_v2(paths["nyu_root"], "train", paths["nyu_train_list"]).select_columns(["depth"]):
+        depth = np.asarray(depth_to_metres(row["depth"]), dtype=np.float64)
+        valid = depth > DEPTH_METRIC_KWARGS["min_depth"]
+        total += float(depth[valid].sum())
+        count += int(valid.sum())
+    mean = total / count
+    metrics = DepthMetrics(**DEPTH_METRIC_KWARGS)
+    for row in held_out_depth(paths).select_columns(["depth"]):
+        target = torch.as_tensor(np.asarray(depth_to_metres(row["depth"]), dtype=np.float32))
+        metrics.update(torch.full_like(target, mean)[None], target[None])
+    return {**metrics.compute(), "mean_depth": mean}
+
+
+# --------------------------------------------------------------------------------------------- one seed
+def run_seed(root: Path, paths: dict[str, Path], seed: int, budget: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Train every tokenizer and solver of one seed and evaluate them on the held-out scenes."""
+    cache = root / "cache"
+    runs = root / f"seed{seed}"
+    results: dict[str, dict[str, float]] = {}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        value = fn(*args, **kwargs)
+        timings[name] = round(time.perf_counter() - start, 1)
+        logger.info("seed %d: %s took %.0f s", seed, name, timings[name])
+        return value
+
+    tokenizers = {}
+    for name, preset, steps in (
+        ("depth_vqvae", "synthetic_depth_vqvae", budget["depth_vqvae_steps"]),
+        ("depth_vqvae_nomask", "synthetic_depth_vqvae_nomask", budget["depth_vqvae_steps"]),
+        ("mask_vqvae", "synthetic_mask_vqvae", budget["mask_vqvae_steps"]),
+    ):
+        tokenizers[name] = timed(f"train {name}", train_stage1, preset, runs / name, paths, seed, steps, cache)
+    results["upper_bound_depth"] = depth_upper_bound(tokenizers["depth_vqvae"], paths)
+    results["upper_bound_depth_nomask"] = depth_upper_bound(tokenizers["depth_vqvae_nomask"], paths)
+    results["upper_bound_mask"] = mask_upper_bound(tokenizers["mask_vqvae"], paths)
+
+    for name, (preset, tokenizer) in DEPTH_SOLVERS.items():
+        folder = timed(
+            f"train {name}", train_stage2, preset, runs / name, paths, seed, budget["depth_steps"], cache,
+            depth_tokenizer=tokenizers[tokenizer],
+        )  # fmt: skip
+        results[name] = timed(f"evaluate {name}", evaluate_depth_model, folder, paths)
+    for name, preset in INSSEG_SOLVERS.items():
+        folder = timed(
+            f"train {name}", train_stage2, preset, runs / name, paths, seed, budget["insseg_steps"], cache,
+            mask_tokenizer=tokenizers["mask_vqvae"],
+        )  # fmt: skip
+        results[name] = timed(f"evaluate {name}", evaluate_insseg_model, folder, paths)
+    results["timings_s"] = timings
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- report
+ROWS: list[tuple[str, str, str, str]] = [
+    # (label, result key, metric key, "lower" / "higher" is better)
+    ("Baseline: training-set mean depth everywhere", "baseline_mean_depth", "rmse", "lower"),
+    ("Depth tokenizer upper bound (with mask aug.)", "upper_bound_depth", "rmse", "lower"),
+    ("Depth tokenizer upper bound (without mask aug.)", "upper_bound_depth_nomask", "rmse", "lower"),
+    ("Depth, AR + soft tokens (AiT)", "depth_ar_soft", "rmse", "lower"),
+    ("Depth, AR + hard tokens", "depth_ar_hard", "rmse", "lower"),
+    ("Depth, parallel (AiT-P)", "depth_parallel", "rmse", "lower"),
+    ("Depth, AR + soft, tokenizer without mask aug.", "depth_ar_soft_tokenizer_without_mask_aug", "rmse", "lower"),
+    ("Baseline: predict no object", "baseline_nothing", "segm_AP", "higher"),
+    ("Mask tokenizer upper bound", "upper_bound_mask", "segm_AP", "higher"),
+    ("Instance seg., soft mask tokens (AiT)", "insseg_soft", "segm_AP", "higher"),
+    ("Instance seg., hard mask tokens", "insseg_hard", "segm_AP", "higher"),
+    ("Instance seg., soft mask tokens: box AP", "insseg_soft", "bbox_AP", "higher"),
+    ("Instance seg., hard mask tokens: box AP", "insseg_hard", "bbox_AP", "higher"),
+]
+
+
+def _mean_spread(values: Sequence[float]) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "n/a"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
+
+
+def format_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
+    """Markdown table: one row per result, mean ± sample std over seeds, and the per-seed values."""
+    seeds = sorted(per_seed)
+    lines = [
+        "| Result (held-out scenes) | Metric | Mean ± std over seeds | Per seed |",
+        "|---|---|---|---|",
+    ]
+    for label, key, metric, better in ROWS:
+        values = [per_seed[s].get(key, {}).get(metric) for s in seeds]
+        per = ", ".join("n/a" if v is None else f"{v:.3f}" for v in values)
+        arrow = "↓" if better == "lower" else "↑"
+        lines.append(f"| {label} | {metric} {arrow} | {_mean_spread(values)} | {per} |")
+    lines.append("")
+    lines.append(f"Seeds: {', '.join(map(str, seeds))} (training seed; the scenes are the same for all seeds).")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.experiments.synthetic_ablation", description=__doc__)
+    parser.add_argument("--out", required=True, help="working folder: data, runs, results.md, results.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1 2)")
+    parser.add_argument("--quick", action="store_true", help="one seed and a smaller budget (minutes)")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the rendered scenes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument(
+        "--set", dest="budget", nargs="+", default=[], metavar="KEY=INT",
+        help=f"budget overrides, keys: {', '.join(FULL_BUDGET)}",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    budget = dict(QUICK_BUDGET if args.quick else FULL_BUDGET)
+    for item in args.budget:
+        key, _, value = item.partition("=")
+        if key not in budget:
+            raise SystemExit(f"--set {item}: unknown budget key {key!r}; valid keys: {', '.join(budget)}")
+        budget[key] = int(value)
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    paths = write_data(root / "data", budget, args.data_seed)
+    baselines = {"baseline_mean_depth": mean_depth_baseline(paths), "baseline_nothing": {"segm_AP": 0.0, "bbox_AP": 0.0}}
+    per_seed = {}
+    for seed in seeds:
+        per_seed[seed] = {**baselines, **run_seed(root, paths, seed, budget)}
+    elapsed = time.perf_counter() - start
+    load = os.getloadavg()
+    table = format_table(per_seed)
+    command = "python -m training.experiments.synthetic_ablation " + " ".join(argv if argv is not None else [])
+    report = (
+        f"{table}\n\nBudget: {json.dumps(budget)}; {len(seeds)} seed(s); wall time {elapsed / 60:.1f} min with "
+        f"{args.threads} torch thread(s); load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        f"on {os.cpu_count()} CPUs.\n"
+    )
+    (root / "results.md").write_text(report)
+    summary = {"budget": budget, "seeds": seeds, "wall_time_s": elapsed, "load_average": load, "results": per_seed,
+               "command": command}  # fmt: skip
+    (root / "results.json").write_text(json.dumps(summary, indent=1, default=float))
+    print(report)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
