@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 CLI_TASKS = {"depth": "depth", "instance": "instance_segmentation", "detection": "object_detection"}
+# The tiny model trained on synthetic rooms that ships with the package (see its README.md): used without --model.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # Anchor colours of the viridis colour map (public domain, van der Walt & Smith), far -> near; interpolated
 # linearly below so that colourising a depth map needs no plotting library.
@@ -366,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("predict", help="predict depth, instances or boxes for image files")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.add_argument(
-        "--model", help="AiT model folder (saved with save_pretrained or by the conversion script)"
+        "--model",
+        help="AiT model folder (saved with save_pretrained or by the conversion script); default: the bundled "
+        "tiny model trained on synthetic rooms (ait_hf/default_model, a demo, not a NYUv2/COCO model)",
     )
     p.add_argument("--task", choices=sorted(CLI_TASKS), help="default: the model's first task")
     p.add_argument("--out", default="ait_predictions", help="output folder (default: %(default)s)")
@@ -406,10 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if args.model is None:
-            raise CLIError(
-                "--model is required: pass an AiT model folder (converted with `ait-hf convert` or saved by "
-                "training); a bundled default model is not available yet"
-            )
+            if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+                raise CLIError(
+                    "--model is required: pass an AiT model folder (converted with `ait-hf convert` or saved "
+                    f"by training); the bundled default model ({DEFAULT_MODEL_DIR}) is not installed"
+                )
+            args.model = str(DEFAULT_MODEL_DIR)
         paths = expand_image_paths(args.images)
         written = predict(
             args.images,

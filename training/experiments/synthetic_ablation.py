@@ -45,11 +45,11 @@ logger = logging.getLogger(__name__)
 DEPTH_METRIC_KWARGS: dict[str, Any] = {"eval_crop": None, "min_depth": 1e-3, "max_depth": 10.0}
 
 FULL_BUDGET = {
-    "scenes_train": 600, "scenes_test": 100, "depth_vqvae_steps": 400, "mask_vqvae_steps": 300,
+    "scenes_train": 600, "scenes_test": 100, "depth_vqvae_steps": 800, "mask_vqvae_steps": 300,
     "depth_steps": 600, "insseg_steps": 600,
 }  # fmt: skip
 QUICK_BUDGET = {
-    "scenes_train": 300, "scenes_test": 40, "depth_vqvae_steps": 200, "mask_vqvae_steps": 150,
+    "scenes_train": 300, "scenes_test": 40, "depth_vqvae_steps": 400, "mask_vqvae_steps": 150,
     "depth_steps": 200, "insseg_steps": 200,
 }  # fmt: skip
 
@@ -190,8 +190,12 @@ def mask_upper_bound(tokenizer_dir: Path, paths: dict[str, Path]) -> dict[str, f
     return {key: value for key, value in bound.items() if key.startswith("segm_")}
 
 
-def mean_depth_baseline(paths: dict[str, Path]) -> dict[str, float]:
-    """Held-out metrics of predicting the mean valid training depth at every pixel."""
+def mean_depth_baseline(paths: dict[str, Path], held_out: dict[str, Path] | None = None) -> dict[str, float]:
+    """Held-out metrics of predicting the mean valid training depth at every pixel.
+
+    The mean is taken over the training split of `paths`; the held-out scenes are those of `held_out`
+    (default: the test split of `paths`).
+    """
     from ait_hf.data import load_nyu_depth_v2
     from ait_hf.data.nyu import depth_to_metres
     from ait_hf.evaluation import DepthMetrics
@@ -204,7 +208,7 @@ def mean_depth_baseline(paths: dict[str, Path]) -> dict[str, float]:
         count += int(valid.sum())
     mean = total / count
     metrics = DepthMetrics(**DEPTH_METRIC_KWARGS)
-    for row in held_out_depth(paths).select_columns(["depth"]):
+    for row in held_out_depth(held_out or paths).select_columns(["depth"]):
         target = torch.as_tensor(np.asarray(depth_to_metres(row["depth"]), dtype=np.float32))
         metrics.update(torch.full_like(target, mean)[None], target[None])
     return {**metrics.compute(), "mean_depth": mean}
