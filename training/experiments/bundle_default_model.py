@@ -100,7 +100,9 @@ def save_samples(out: Path, count: int = NUM_SAMPLES) -> list[str]:
     return names
 
 
-def write_card(out: Path, metrics: dict[str, float], baseline: dict[str, float], info: dict[str, Any]) -> None:
+def write_card(
+    out: Path, metrics: dict[str, float], baseline: dict[str, float], info: dict[str, Any]
+) -> None:
     """The model card (README.md) of the bundled model, with its measured held-out metrics."""
     rows = "\n".join(f"| {label} | {metrics[key]:.3f} |" for label, key in CARD_METRICS)
     budget = info["budget"]
@@ -198,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "parameters": parameters}  # fmt: skip
     save_samples(out)
     write_card(out, metrics, baseline, info)
-    (work / "card_metrics.json").write_text(json.dumps({"metrics": metrics, "baseline": baseline, **info}, indent=1))
+    (work / "card_metrics.json").write_text(
+        json.dumps({"metrics": metrics, "baseline": baseline, **info}, indent=1)
+    )
     print(json.dumps(metrics, indent=1))
     return metrics
 

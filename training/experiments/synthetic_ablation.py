@@ -88,7 +88,9 @@ def _common_argv(preset: str, output_dir: Path, seed: int, steps: int, cache_dir
     ]  # fmt: skip
 
 
-def train_stage1(preset: str, output_dir: Path, paths: dict[str, Path], seed: int, steps: int, cache: Path) -> Path:
+def train_stage1(
+    preset: str, output_dir: Path, paths: dict[str, Path], seed: int, steps: int, cache: Path
+) -> Path:
     """A stage-1 tokenizer run (skipped when its saved folder exists); returns the folder."""
     from training import stage1
 
@@ -135,11 +137,15 @@ def held_out_coco(paths: dict[str, Path], cache: Path | None = None) -> Any:
     from ait_hf.data import load_coco_instances
 
     return load_coco_instances(
-        paths["coco_val_image_dir"], paths["coco_val_annotation_file"], cache_dir=str(cache) if cache else None
+        paths["coco_val_image_dir"],
+        paths["coco_val_annotation_file"],
+        cache_dir=str(cache) if cache else None,
     )
 
 
-def evaluate_depth_model(model_dir: Path, paths: dict[str, Path], limit: int | None = None) -> dict[str, float]:
+def evaluate_depth_model(
+    model_dir: Path, paths: dict[str, Path], limit: int | None = None
+) -> dict[str, float]:
     """Held-out depth metrics of a saved solver (greedy decoding, no flips)."""
     from ait_hf.evaluation.runner import evaluate_depth, load_model_and_processor
 
@@ -151,7 +157,9 @@ def evaluate_depth_model(model_dir: Path, paths: dict[str, Path], limit: int | N
     return dict(result.metrics)
 
 
-def evaluate_insseg_model(model_dir: Path, paths: dict[str, Path], limit: int | None = None) -> dict[str, float]:
+def evaluate_insseg_model(
+    model_dir: Path, paths: dict[str, Path], limit: int | None = None
+) -> dict[str, float]:
     """Held-out COCO box and mask AP of a saved solver (greedy decoding)."""
     from ait_hf.evaluation.runner import evaluate_coco, load_model_and_processor
 
@@ -186,7 +194,9 @@ def mask_upper_bound(tokenizer_dir: Path, paths: dict[str, Path]) -> dict[str, f
 
     tokenizer = AiTVQVAE.from_pretrained(tokenizer_dir).eval()
     with torch.inference_mode():
-        bound = mask_tokenizer_upper_bound(tokenizer, str(paths["coco_val_annotation_file"]), protocol="solver")
+        bound = mask_tokenizer_upper_bound(
+            tokenizer, str(paths["coco_val_annotation_file"]), protocol="solver"
+        )
     return {key: value for key, value in bound.items() if key.startswith("segm_")}
 
 
@@ -201,7 +211,9 @@ def mean_depth_baseline(paths: dict[str, Path], held_out: dict[str, Path] | None
     from ait_hf.evaluation import DepthMetrics
 
     total, count = 0.0, 0
-    for row in load_nyu_depth_v2(paths["nyu_root"], "train", paths["nyu_train_list"]).select_columns(["depth"]):
+    for row in load_nyu_depth_v2(paths["nyu_root"], "train", paths["nyu_train_list"]).select_columns(
+        ["depth"]
+    ):
         depth = np.asarray(depth_to_metres(row["depth"]), dtype=np.float64)
         valid = depth > DEPTH_METRIC_KWARGS["min_depth"]
         total += float(depth[valid].sum())
@@ -215,7 +227,9 @@ def mean_depth_baseline(paths: dict[str, Path], held_out: dict[str, Path] | None
 
 
 # --------------------------------------------------------------------------------------------- one seed
-def run_seed(root: Path, paths: dict[str, Path], seed: int, budget: dict[str, int]) -> dict[str, dict[str, float]]:
+def run_seed(
+    root: Path, paths: dict[str, Path], seed: int, budget: dict[str, int]
+) -> dict[str, dict[str, float]]:
     """Train every tokenizer and solver of one seed and evaluate them on the held-out scenes."""
     cache = root / "cache"
     runs = root / f"seed{seed}"
@@ -235,7 +249,9 @@ def run_seed(root: Path, paths: dict[str, Path], seed: int, budget: dict[str, in
         ("depth_vqvae_nomask", "synthetic_depth_vqvae_nomask", budget["depth_vqvae_steps"]),
         ("mask_vqvae", "synthetic_mask_vqvae", budget["mask_vqvae_steps"]),
     ):
-        tokenizers[name] = timed(f"train {name}", train_stage1, preset, runs / name, paths, seed, steps, cache)
+        tokenizers[name] = timed(
+            f"train {name}", train_stage1, preset, runs / name, paths, seed, steps, cache
+        )
     results["upper_bound_depth"] = depth_upper_bound(tokenizers["depth_vqvae"], paths)
     results["upper_bound_depth_nomask"] = depth_upper_bound(tokenizers["depth_vqvae_nomask"], paths)
     results["upper_bound_mask"] = mask_upper_bound(tokenizers["mask_vqvae"], paths)
@@ -265,7 +281,12 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("Depth, AR + soft tokens (AiT)", "depth_ar_soft", "rmse", "lower"),
     ("Depth, AR + hard tokens", "depth_ar_hard", "rmse", "lower"),
     ("Depth, parallel (AiT-P)", "depth_parallel", "rmse", "lower"),
-    ("Depth, AR + soft, tokenizer without mask aug.", "depth_ar_soft_tokenizer_without_mask_aug", "rmse", "lower"),
+    (
+        "Depth, AR + soft, tokenizer without mask aug.",
+        "depth_ar_soft_tokenizer_without_mask_aug",
+        "rmse",
+        "lower",
+    ),
     ("Baseline: predict no object", "baseline_nothing", "segm_AP", "higher"),
     ("Mask tokenizer upper bound", "upper_bound_mask", "segm_AP", "higher"),
     ("Instance seg., soft mask tokens (AiT)", "insseg_soft", "segm_AP", "higher"),
@@ -298,12 +319,16 @@ def format_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
         arrow = "↓" if better == "lower" else "↑"
         lines.append(f"| {label} | {metric} {arrow} | {_mean_spread(values)} | {per} |")
     lines.append("")
-    lines.append(f"Seeds: {', '.join(map(str, seeds))} (training seed; the scenes are the same for all seeds).")
+    lines.append(
+        f"Seeds: {', '.join(map(str, seeds))} (training seed; the scenes are the same for all seeds)."
+    )
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.experiments.synthetic_ablation", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.experiments.synthetic_ablation", description=__doc__
+    )
     parser.add_argument("--out", required=True, help="working folder: data, runs, results.md, results.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1 2)")
     parser.add_argument("--quick", action="store_true", help="one seed and a smaller budget (minutes)")
@@ -332,14 +357,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     paths = write_data(root / "data", budget, args.data_seed)
-    baselines = {"baseline_mean_depth": mean_depth_baseline(paths), "baseline_nothing": {"segm_AP": 0.0, "bbox_AP": 0.0}}
+    baselines = {
+        "baseline_mean_depth": mean_depth_baseline(paths),
+        "baseline_nothing": {"segm_AP": 0.0, "bbox_AP": 0.0},
+    }
     per_seed = {}
     for seed in seeds:
         per_seed[seed] = {**baselines, **run_seed(root, paths, seed, budget)}
     elapsed = time.perf_counter() - start
     load = os.getloadavg()
     table = format_table(per_seed)
-    command = "python -m training.experiments.synthetic_ablation " + " ".join(argv if argv is not None else [])
+    command = "python -m training.experiments.synthetic_ablation " + " ".join(
+        argv if argv is not None else []
+    )
     report = (
         f"{table}\n\nBudget: {json.dumps(budget)}; {len(seeds)} seed(s); wall time {elapsed / 60:.1f} min with "
         f"{args.threads} torch thread(s); load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "

@@ -44,7 +44,9 @@ def synthetic_solver_config(tasks: list[str], **kwargs) -> dict:
     return config
 
 
-def synthetic_stage1_training(max_steps: int, lr: float, batch_size: int, optimizer: str, schedule: dict) -> dict:
+def synthetic_stage1_training(
+    max_steps: int, lr: float, batch_size: int, optimizer: str, schedule: dict
+) -> dict:
     """Stage-1 training settings: no intermediate checkpoints or evaluation (the experiment evaluates)."""
     return {
         "total_batch_size": batch_size, "num_epochs": 1000, "max_steps": max_steps,

@@ -10,7 +10,9 @@ from training.presets._synthetic import (
 PRESET = {
     "stage": 2,
     "original": None,
-    "model": {"config": synthetic_solver_config(["depth"], soft_token_inputs=False, depth_soft_decoding=False)},
+    "model": {
+        "config": synthetic_solver_config(["depth"], soft_token_inputs=False, depth_soft_decoding=False)
+    },
     "init": dict(SYNTHETIC_INIT),
     "tasks": {"depth": dict(SYNTHETIC_DEPTH_TASK)},
     "training": synthetic_stage2_training(),

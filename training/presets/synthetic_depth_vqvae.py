@@ -9,13 +9,20 @@ PRESET = {
     "data": {
         "kind": "nyu_depth",
         "train_transform": {
-            "boundary_crop": None, "crop_size": [64, 64], "flip_p": 0.5, "mask_ratio": 0.5, "mask_patch_size": 8,
+            "boundary_crop": None,
+            "crop_size": [64, 64],
+            "flip_p": 0.5,
+            "mask_ratio": 0.5,
+            "mask_patch_size": 8,
         },  # fmt: skip
         "eval_transform": {},
         "eval_crop": None,
     },
     "training": synthetic_stage1_training(
-        max_steps=800, lr=2e-3, batch_size=16, optimizer="adam",
+        max_steps=800,
+        lr=2e-3,
+        batch_size=16,
+        optimizer="adam",
         schedule={"type": "exponential_every", "gamma": 0.98, "every": 20, "restart_each_epoch": False},
     ),  # fmt: skip
 }

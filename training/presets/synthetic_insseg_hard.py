@@ -10,7 +10,11 @@ from training.presets._synthetic import (
 PRESET = {
     "stage": 2,
     "original": None,
-    "model": {"config": synthetic_solver_config(["instance_segmentation"], soft_token_inputs=False, soft_mask_decoding=False)},
+    "model": {
+        "config": synthetic_solver_config(
+            ["instance_segmentation"], soft_token_inputs=False, soft_mask_decoding=False
+        )
+    },
     "init": dict(SYNTHETIC_INIT),
     "tasks": {"instance_segmentation": dict(SYNTHETIC_COCO_TASK)},
     "training": synthetic_stage2_training(),
