@@ -714,7 +714,9 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         super().train(mode)
         for tokenizer in (self.depth_tokenizer, self.mask_tokenizer):
             if tokenizer is not None:
-                tokenizer.eval()  # frozen: no EMA updates, eval behaviour
+                # frozen: eval behaviour (no EMA updates) and no gradients; re-applied here because loading
+                # (`from_pretrained` ends with `eval()`) materialises fresh parameters
+                tokenizer.eval().requires_grad_(False)
         return self
 
     # ------------------------------------------------------------------ helpers

@@ -242,3 +242,11 @@ def test_config_validation_messages():
         tiny_config(sampling_top_p=2.0)
     with pytest.raises(ValueError, match="num_depth_codes"):
         tiny_config(num_depth_codes=32)
+
+
+def test_tokenizers_stay_frozen_after_from_pretrained(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    loaded = AiTForDepthAndInstanceSegmentation.from_pretrained(tmp_path)
+    assert not any(p.requires_grad for p in loaded.depth_tokenizer.parameters())
+    assert not any(p.requires_grad for p in loaded.mask_tokenizer.parameters())
+    assert all(p.requires_grad for p in loaded.decoder.parameters())
