@@ -41,28 +41,27 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: f
 
 
 @pytest.mark.parametrize(
-    "module, preset, data",
-    [(stage2, "tiny_insseg", "coco"), (stage1, "tiny_depth_vqvae", "nyu")],
+    "module, preset, data, save_steps",
+    # checkpoints in the middle of an epoch (11 usable COCO images -> 2 batches per epoch; 12 NYUv2 frames -> 3),
+    # so the resumed run must also skip the batches of the epoch it had started
+    [(stage2, "tiny_insseg", "coco", 3), (stage1, "tiny_depth_vqvae", "nyu", 4)],
 )
-def test_kill_and_resume_gives_the_uninterrupted_weights(module, preset, data, training_data, tmp_path):
+def test_kill_and_resume_gives_the_uninterrupted_weights(
+    module, preset, data, save_steps, training_data, tmp_path
+):
     """Instance segmentation draws random sequence noise, augmentation and data order: all must replay."""
     extra = coco_args(training_data) if data == "coco" else nyu_args(training_data)
-    common = [
-        "--preset",
-        preset,
-        *extra,
-        "--no-eval",
-        "--set",
-        "training.max_steps=7",
-        "training.save_steps=3",
-    ]
+    max_steps, kill_at = 2 * save_steps + 1, save_steps + 2
+    common = ["--preset", preset, *extra, "--no-eval", "--set", f"training.max_steps={max_steps}",
+              f"training.save_steps={save_steps}"]  # fmt: skip
     straight = run_in_process(module, [*common, "--output-dir", str(tmp_path / "straight")])
     interrupted = tmp_path / "interrupted"
     with pytest.raises(Killed):
-        run_in_process(module, [*common, "--output-dir", str(interrupted)], callbacks=[KillAtStep(5)])
-    assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == ["checkpoint-3"]
+        run_in_process(module, [*common, "--output-dir", str(interrupted)], callbacks=[KillAtStep(kill_at)])
+    assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == [f"checkpoint-{save_steps}"]
     resumed = run_in_process(module, [*common, "--output-dir", str(interrupted), "--resume"])
-    assert resumed.state.global_step == 7
+    assert resumed.state.global_step == max_steps
+    assert save_steps % len(resumed.get_train_dataloader()) != 0  # the checkpoint is inside an epoch
     _assert_same(_weights(straight), _weights(resumed))
 
 
