@@ -332,6 +332,14 @@ def _as_size_dict(value: Any, name: str) -> SizeDict | None:
     return SizeDict(**value)
 
 
+# transformers pipeline task -> AiT task (pipelines name themselves to the components they load)
+PIPELINE_TASKS = {
+    "depth-estimation": "depth",
+    "image-segmentation": "instance_segmentation",
+    "object-detection": "object_detection",
+}
+
+
 class AiTImageProcessorMixin:
     """Configuration defaults, input handling and post-processing shared by both AiT image processors."""
 
@@ -354,7 +362,24 @@ class AiTImageProcessorMixin:
     pad_size = {"height": 640, "width": 640}
     default_to_square = True
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
+        """As `ImageProcessingMixin.from_pretrained`; when a pipeline loads the processor (it passes
+        `_from_pipeline`), the pipeline's task replaces the saved default `task`, so one multi-task checkpoint
+        serves the depth, segmentation and detection pipelines. An explicit `task=` still wins."""
+        pipeline_task = PIPELINE_TASKS.get(kwargs.get("_from_pipeline"))
+        if pipeline_task is not None and kwargs.get("task") is None:
+            kwargs["task"] = pipeline_task
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
     # ----------------------------------------------------------------------------------- preprocessing
+    def _preprocess_image_like_inputs(self, images: Any, *args: Any, **kwargs: Any) -> BatchFeature:
+        """Preprocess, then add the (canonical) `task` to the outputs: `model(**processor(images))` runs the
+        head this preprocessing was made for, also inside pipelines, which call the model without a task."""
+        outputs = super()._preprocess_image_like_inputs(images, *args, **kwargs)
+        outputs["task"] = kwargs["task"]
+        return outputs
+
     def _standardize_kwargs(self, task: str | None = None, instance_size: Any = None, **kwargs) -> dict:
         kwargs = super()._standardize_kwargs(**kwargs)
         kwargs["task"] = resolve_task(task) if task is not None else None

@@ -55,14 +55,16 @@ class AiTOutput(ModelOutput):
     Args:
         loss: the task loss (training or when `labels` are given).
         loss_terms: named loss terms of the task, as the original logs them (`ce`, `cls_ce`, ...).
-        logits: depth inference: per-step depth-code logits (B, tokens, depth codes); teacher forcing:
+        logits: depth inference: per-step depth-code logits (B, tokens, depth codes), or (B, views, tokens,
+            depth codes) when the depth is merged from several windows / flips; teacher forcing:
             logits over the whole vocabulary (B, L, vocab).
         predicted_depth: depth in metres, (B, H, W) in the input frame.
         pred_boxes: x1y1x2y2 in input pixels, (B, Q, 4).
         pred_scores: class score of each object, (B, Q).
         pred_labels: class index 0..num_classes-1 of each object, (B, Q).
         pred_masks: box-local mask probabilities, (B, Q, S, S) (instance segmentation).
-        sequences: decoded tokens (range-relative ids: box bins, class index, code index), (B, L).
+        sequences: decoded tokens (range-relative ids: box bins, class index, code index), (B, L), or
+            (B, views, L) for depth merged from several windows / flips.
         mask_logits: per-object mask-code logits (B, Q, mask tokens, mask codes) when soft tokens are used.
         decoder_hidden_states: decoder output after its final LayerNorm at every position, (B, L, d_model).
         encoder_last_hidden_state: the encoder memory, (B, N, d_model).
@@ -726,6 +728,27 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         if task not in self.config.tasks:
             raise ValueError(f"this model has no {task!r} head; it supports {self.config.tasks}")
 
+    def _resolve_task(self, task: str | list[str] | tuple[str, ...] | None, training: bool = False) -> str:
+        """The head to run. `task` may be one name or the per-image names of a batch (pipelines collate the
+        image processor's `task` output into a list); `None` means `config.tasks[0]`. At inference, object
+        detection is served by the instance segmentation head when there is no detection head (same boxes,
+        labels and scores)."""
+        if isinstance(task, (list, tuple)):
+            names = set(task)
+            if len(names) != 1:
+                raise ValueError(f"one forward pass runs one task, got the tasks {sorted(names)} in one batch")
+            task = names.pop()
+        task = task or self.config.tasks[0]
+        if (
+            not training
+            and task == "object_detection"
+            and task not in self.config.tasks
+            and "instance_segmentation" in self.config.tasks
+        ):
+            task = "instance_segmentation"
+        self._check_task(task)
+        return task
+
     def _embed_inputs(self, task: str, input_ids: torch.Tensor) -> torch.Tensor:
         """Teacher-forcing decoder inputs: [task token, embeddings of input_ids] + learned positions."""
         task_id = TASK_IDS[task]
@@ -763,8 +786,8 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         `mask_labels` (N, S, S): box-local GT masks of the real objects in sequence order, used by the
         instance mask auxiliary loss when scoring given sequences.
         """
-        task = task or self.config.tasks[0]
-        self._check_task(task)
+        training = decoder_input_ids is not None or depth_labels is not None or object_targets is not None
+        task = self._resolve_task(task, training)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if decoder_input_ids is not None:
             output = self._teacher_forced(
@@ -925,8 +948,11 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         for i, o in enumerate(offsets):
             total[..., o : o + size] += depth[i * b : (i + 1) * b]
             count[..., o : o + size] += 1
+        # per-view logits and codes, batch first (B, views, ...): views are the windows (then their flips)
         return AiTOutput(
-            predicted_depth=(total / count).clip(min=1e-3), logits=out.logits, sequences=out.sequences
+            predicted_depth=(total / count).clip(min=1e-3),
+            logits=out.logits.unflatten(0, (-1, b)).transpose(0, 1),
+            sequences=out.sequences.unflatten(0, (-1, b)).transpose(0, 1),
         )
 
     def _decode_depth(self, pixel_values, output_hidden_states, generator) -> AiTOutput:

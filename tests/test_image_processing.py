@@ -677,3 +677,22 @@ def test_remote_code_loading_from_a_flat_directory(tmp_path):
         "AiTImageProcessor object_detection (1, 3, 640, 640)",
         "AiTImageProcessorPil object_detection (1, 3, 640, 640)",
     ]
+
+
+@pytest.mark.parametrize("cls", BACKENDS)
+def test_the_task_travels_with_the_pixel_values(cls, tmp_path):
+    """`model(**processor(images))` runs the head the preprocessing was made for, and a pipeline that loads
+    the processor (`_from_pipeline`) gets its own task instead of the saved default."""
+    processor = cls(task="depth")
+    assert processor(random_image(8, 8), return_tensors="pt")["task"] == "depth"
+    assert processor(random_image(8, 8), task="det", return_tensors="pt")["task"] == "object_detection"
+    processor.save_pretrained(tmp_path)
+    for pipeline_task, task in [
+        ("depth-estimation", "depth"),
+        ("image-segmentation", "instance_segmentation"),
+        ("object-detection", "object_detection"),
+        ("image-classification", "depth"),  # not an AiT pipeline: the saved task
+    ]:
+        assert cls.from_pretrained(tmp_path, _from_pipeline=pipeline_task).task == task
+    assert cls.from_pretrained(tmp_path).task == "depth"
+    assert cls.from_pretrained(tmp_path, _from_pipeline="object-detection", task="depth").task == "depth"

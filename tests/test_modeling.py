@@ -250,3 +250,30 @@ def test_tokenizers_stay_frozen_after_from_pretrained(tmp_path):
     assert not any(p.requires_grad for p in loaded.depth_tokenizer.parameters())
     assert not any(p.requires_grad for p in loaded.mask_tokenizer.parameters())
     assert all(p.requires_grad for p in loaded.decoder.parameters())
+
+
+def test_task_names_from_a_batched_pipeline_and_detection_by_the_instance_head():
+    model = tiny_model()  # depth + instance segmentation, no detection head
+    pixel_values = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        single_name = model(pixel_values, task="instance_segmentation")
+        per_image = model(pixel_values, task=["instance_segmentation", "instance_segmentation"])
+        detection = model(pixel_values, task="object_detection")
+    assert torch.equal(single_name.sequences, per_image.sequences)
+    assert torch.equal(detection.pred_boxes, single_name.pred_boxes)  # the instance head's boxes
+    with pytest.raises(ValueError, match="one task"):
+        model(pixel_values, task=["depth", "instance_segmentation"])
+    with pytest.raises(ValueError, match="no 'object_detection' head"):  # training never falls back
+        model.train()(pixel_values, task="object_detection", object_targets=_targets())
+
+
+def test_windowed_depth_outputs_are_batch_first():
+    """Pipelines split a batch along the first dimension of every output field."""
+    model = tiny_model(tasks=["depth"])
+    with torch.no_grad():
+        out = model(torch.randn(3, 3, 64, 85), task="depth", test_time_augmentation=True)
+        single = model(torch.randn(1, 3, 64, 85), task="depth", test_time_augmentation=True)
+    views = 2 * model.config.depth_tta_windows  # windows and their flips
+    assert out.predicted_depth.shape == (3, 64, 85)
+    assert out.logits.shape == (3, views, 16, 16) and out.sequences.shape == (3, views, 16)
+    assert single.sequences.shape == (1, views, 16)

@@ -21,7 +21,6 @@ def test_finetune_guide_runs(training_data, tmp_path):
     from ait_hf.data import DepthCollator, NYUDepthTrainTransform, load_nyu_depth_v2
 
     model = Model.from_pretrained(checkpoint)
-    model.depth_tokenizer.requires_grad_(False)  # the stage-1 tokenizer stays frozen
     train = load_nyu_depth_v2(my_depth, "train", list_file=list_file, cache_dir=training_data["cache"])
     train = train.with_transform(NYUDepthTrainTransform(crop_size=(64, 64)))
     args = TrainingArguments(
