@@ -93,6 +93,6 @@ def test_cards_do_not_claim_unverified_numbers_as_measured():
 
 
 def test_readme_of_the_integration():
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "README_hf.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for task in ('"depth-estimation"', '"image-segmentation"', '"object-detection"'):
         assert f"pipeline({task}" in readme

@@ -7,5 +7,5 @@ Entry points (run from the repository root; this package is not installed):
 
 with presets in `training.presets` (one per original configuration, plus tiny ones), the optimiser and
 schedules of the original recipes in `training.optim`, reproducible data in `training.data` and the
-`Trainer` subclass in `training.trainer`. See docs/README_training.md.
+`Trainer` subclass in `training.trainer`. See the Training section of README.md.
 """

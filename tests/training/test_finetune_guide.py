@@ -14,7 +14,7 @@ def test_finetune_guide_runs(training_data, tmp_path):
     my_depth, list_file = training_data["nyu"], training_data["train_list"]
     output = tmp_path / "finetuned"
 
-    # ---- the guide (docs/README_training.md), with the tiny model's 64x64 crop instead of 480x480 ----
+    # ---- the guide (README.md, Training section), with the tiny model's 64x64 crop instead of 480x480 ----
     from transformers import Trainer, TrainingArguments
 
     from ait_hf import AiTForDepthAndInstanceSegmentation as Model
