@@ -97,7 +97,9 @@ def train_stage1(
     if (output_dir / "config.json").is_file():
         return output_dir
     argv = _common_argv(preset, output_dir, seed, steps, cache)
-    if "mask" in preset:
+    from training.presets import load_preset
+
+    if load_preset(preset)["data"]["kind"] == "box_masks":
         argv += ["--box-masks-train", str(paths["coco_train_annotation_file"])]
     else:
         argv += ["--nyu-root", str(paths["nyu_root"]), "--train-list", str(paths["nyu_train_list"])]
