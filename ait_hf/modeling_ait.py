@@ -385,12 +385,19 @@ class AiTDecodingState:
     drop path active) the steps go through the modules (`AiTDecoderLayer.step`) instead.
     """
 
-    def __init__(self, decoder: AiTDecoder, memory: torch.Tensor, max_length: int) -> None:
+    def __init__(
+        self, decoder: AiTDecoder, memory: torch.Tensor, max_length: int, fast: bool | None = None
+    ) -> None:
+        """`fast`: use `fast_decoder_layer_step` (default: when the decoder is in eval mode)."""
+        if fast and decoder.training:
+            raise ValueError(
+                "the fast decoding step skips dropout and drop path: put the decoder in eval mode"
+            )
         self.decoder = decoder
         self.memory_kv = decoder.memory_kv(memory)
         self.batch, heads = memory.shape[0], decoder.num_heads
         self.num_heads = heads
-        self.fast = not decoder.training
+        self.fast = not decoder.training if fast is None else fast
         head_dim = memory.shape[-1] // heads
         # one buffer for all layers' keys and values: (layers, 2, B, heads, max_length, head_dim)
         self.cache = memory.new_empty((len(decoder.layers), 2, self.batch, heads, max_length, head_dim))
@@ -736,7 +743,9 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         if isinstance(task, (list, tuple)):
             names = set(task)
             if len(names) != 1:
-                raise ValueError(f"one forward pass runs one task, got the tasks {sorted(names)} in one batch")
+                raise ValueError(
+                    f"one forward pass runs one task, got the tasks {sorted(names)} in one batch"
+                )
             task = names.pop()
         task = task or self.config.tasks[0]
         if (
