@@ -157,7 +157,6 @@ def test_predict_skips_corrupt_files_and_reports_them(model_dirs, tmp_path, caps
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
-        (lambda d, t: ["predict", str(t / "x.png")], "--model is required"),
         (lambda d, t: ["predict", str(t / "x.png"), "--model", str(t / "missing")], "no such directory"),
         (lambda d, t: ["predict", str(t / "x.png"), "--model", str(t / "x.png")], "not a directory"),
         (
@@ -302,3 +301,11 @@ def test_predict_depth_with_flip_test_time_augmentation(model_dirs, tmp_path):
     np.testing.assert_allclose(np.load(out / "indoor_depth.npy"), expected.numpy(), rtol=1e-5, atol=1e-5)
     plain = direct_prediction(model_dirs["depth"], "depth", image)["predicted_depth"].numpy()
     assert not np.allclose(np.load(out / "indoor_depth.npy"), plain)  # the flips changed the prediction
+
+
+def test_cli_without_model_and_without_the_bundled_one(tmp_path, monkeypatch, capsys):
+    import ait_hf.cli
+
+    monkeypatch.setattr(ait_hf.cli, "DEFAULT_MODEL_DIR", tmp_path / "not-installed")
+    assert ait_hf.cli.main(["predict", str(tmp_path / "x.png")]) != 0
+    assert "--model is required" in capsys.readouterr().err
