@@ -2,7 +2,7 @@
 and the bundled default model's card reports what the model measures.
 
 The learning test trains through the real stage-1 / stage-2 entry points (`training.experiments.synthetic_ablation`)
-and is marked slow (a few minutes on one core; RUN_SLOW=1). It currently FAILS: see docs/README_proof.md.
+and is marked slow (a few minutes on one core; RUN_SLOW=1). It currently FAILS: see the "Does it learn?" section of README.md.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ same 8 crops with the same optimiser. Command line::
     python -m training.experiments.backbone_probe [--preset synthetic_depth_parallel] [--steps 200]
 
 Measured on 2026-11-24 (synthetic_depth_parallel sizes, AdamW lr 1e-3, 200 steps): ours stays at MSE ~1.52
-(the targets' variance is 1.57), timm's reaches 0.005. See docs/README_proof.md.
+(the targets' variance is 1.57), timm's reaches 0.005. See the "Does it learn?" section of README.md.
 """
 
 from __future__ import annotations
