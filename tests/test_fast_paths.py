@@ -309,3 +309,25 @@ def test_backbone_scratch_is_shared_and_copied_fresh():
     x = torch.randn(1, 3, 48, 48)
     with torch.no_grad():
         assert torch.equal(clone(x).feature_maps[-1], model(x).feature_maps[-1])
+
+
+# ---------------------------------------------------------------------------------------- threads
+def test_decoding_threads_are_restored():
+    from ait_hf.modeling_ait import intra_op_threads
+
+    before = torch.get_num_threads()
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    with pytest.raises(RuntimeError), intra_op_threads(1):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    model = tiny_model(tasks=["depth"])
+    start, end = model.config.vocabulary.depth_range()
+    memory = torch.randn(2, 16, 16)
+    with torch.no_grad():
+        single = model._decode_depth_autoregressive(memory, 16, start, end, None)
+        model.decode_num_threads = None
+        default = model._decode_depth_autoregressive(memory, 16, start, end, None)
+    assert torch.get_num_threads() == before
+    assert_close(single[1], default[1])
+    assert torch.equal(single[2], default[2])

@@ -1,17 +1,22 @@
 """Inference benchmark: AiT stages at full size (random weights) beside peer models, on this machine.
 
-    python tests/benchmarks/bench_inference.py [--threads 2] [--runs 3] [--insseg-steps 210] [--json out.json]
+    python tests/benchmarks/bench_inference.py [--threads 2] [--runs 3] [--insseg-steps 210]
+        [--only NAME ...] [--original-json FILE] [--json out.json] [--markdown out.md]
 
-Every benchmark runs in its own subprocess (its peak RSS is its own) with `torch.set_num_threads`, fp32,
-`torch.inference_mode`, one warm-up call and the median of `--runs` timed calls. The machine's fp32
-matmul rate is measured in the same run so that figures from different machines compare by ratio.
-This is a script that prints figures, not a test: nothing here asserts a speed.
+Every benchmark runs in its own subprocess (so its peak RSS is its own) with `torch.set_num_threads`, fp32,
+`torch.inference_mode`, random weights, one warm-up call and the median of `--runs` timed calls (benchmarks
+marked "1 run" are timed once after a shorter warm-up). The machine's fp32 matmul rate is measured in the
+same run so figures from different machines compare by ratio. The original implementation's figures
+(`--original-json`, written by `time_original.py` of the original-code harness on the same machine) fill
+the reference column. This is a script that prints figures, not a test: nothing here asserts a speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -19,15 +24,38 @@ import sys
 import time
 from collections.abc import Callable
 
-BENCHES = [
-    "matmul", "backbone480_eager", "backbone480_sdpa", "backbone640_sdpa", "depth_decode", "parallel_decode",
-    "insseg_decode_b1", "insseg_decode_b8", "vqvae_decode_soft", "e2e_parallel_depth480", "e2e_depth480",
-    "depth_anything_vitb_476", "glpn_480", "mask2former_swinb_640",
-]  # fmt: skip
+DEPTH = "swinv2b_480reso_depthonly"
+DEPTH_PARALLEL = "swinv2b_480reso_parallel_depthonly"
+INSSEG = "swinv2b_640reso_inssegonly"
+BACKBONE_480_GFLOP = 190.0  # SwinV2-B at 480x480, multiply-adds counted twice
+
+# name: (what is timed, key of the original's timing file or None)
+BENCHES: dict[str, tuple[str, str | None]] = {
+    "matmul": ("fp32 1024x1024 matmul (machine rate)", None),
+    "backbone480_eager_b1": ("SwinV2-B backbone 480x480, eager (original computation)", "backbone480"),
+    "backbone480_sdpa_b1": ("SwinV2-B backbone 480x480, sdpa (default)", "backbone480"),
+    "backbone480_sdpa_b8": ("SwinV2-B backbone 480x480, sdpa, batch 8 (1 run)", None),
+    "backbone640_sdpa_b1": ("SwinV2-B backbone 640x640 (windows padded to 30), sdpa", "backbone640"),
+    "depth_decode_b1": ("depth AR decode, encoder + 225 steps", "depth_decode"),
+    "depth_decode_b8": ("depth AR decode, encoder + 225 steps, batch 8", None),
+    "parallel_decode_b1": ("AiT-P depth decode, encoder + one decoder pass", "parallel_decode"),
+    "parallel_decode_b8": ("AiT-P depth decode, encoder + one decoder pass, batch 8", None),
+    "insseg_decode_b1": ("instance seg. decode, encoder + prefix of the 2100 steps (top-p 0.3)", "insseg_decode"),
+    "insseg_decode_b8": ("instance seg. decode, same prefix, batch 8", None),
+    "vqvae_decode_soft": ("depth VQ-VAE decode_soft to 480x480", "vqvae_decode_soft"),
+    "e2e_depth480_b1": ("end to end AiT depth (AR), 480x480 image to metres", "e2e_depth"),
+    "e2e_parallel_depth480_b1": ("end to end AiT-P depth, 480x480 image to metres", "e2e_parallel_depth"),
+    "e2e_parallel_depth480_b8": ("end to end AiT-P depth, batch 8 (1 run)", None),
+    "e2e_insseg640_b1": ("end to end AiT instance seg., 640x640, all 2100 steps (1 run)", "e2e_insseg"),
+    "depth_anything_vitb_476": ("peer: Depth Anything (ViT-B) 476x476", None),
+    "glpn_480": ("peer: GLPN 480x480", None),
+    "mask2former_swinb_640": ("peer: Mask2Former (Swin-B) 640x640", None),
+}  # fmt: skip
+SINGLE_RUN = {"backbone480_sdpa_b8", "e2e_parallel_depth480_b8", "e2e_insseg640_b1"}
 
 
-def _median_time(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
-    fn()  # warm-up
+def _median_time(fn: Callable[[], object], runs: int, warmup: Callable[[], object] | None = None):
+    (warmup or fn)()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -36,12 +64,10 @@ def _median_time(fn: Callable[[], object], runs: int) -> tuple[float, list[float
     return statistics.median(times), times
 
 
-def _ait(preset: str, attn: str = "sdpa"):
+def _ait(preset: str):
     from ait_hf import AiTConfig, AiTForDepthAndInstanceSegmentation
 
-    config = AiTConfig.from_original_preset(preset)
-    config.backbone_config["attn_implementation"] = attn
-    return AiTForDepthAndInstanceSegmentation(config).eval()
+    return AiTForDepthAndInstanceSegmentation(AiTConfig.from_original_preset(preset)).eval()
 
 
 def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
@@ -50,73 +76,82 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     info: dict = {"name": name}
+    batch = 8 if name.endswith("_b8") else 1
+    runs = 1 if name in SINGLE_RUN else runs
     with torch.inference_mode():
         if name == "matmul":
             a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-            seconds, _ = _median_time(lambda: [a @ b for _ in range(10)], runs)
-            info["gflops"] = 10 * 2 * 1024**3 / seconds / 1e9
-            seconds = seconds / 10
+            seconds, _ = _median_time(lambda: [a @ b for _ in range(20)], max(runs, 3))
+            info["gflops"] = 20 * 2 * 1024**3 / seconds / 1e9
+            seconds = seconds / 20
         elif name.startswith("backbone"):
             size = 480 if "480" in name else 640
-            preset = "swinv2b_480reso_depthonly" if size == 480 else "swinv2b_640reso_inssegonly"
-            model = _ait(preset, "eager" if name.endswith("eager") else "sdpa").model.backbone
-            x = torch.randn(1, 3, size, size)
+            model = _ait(DEPTH if size == 480 else INSSEG).model.backbone
+            model.set_attn_implementation("eager" if "eager" in name else "sdpa")
+            x = torch.randn(batch, 3, size, size)
             seconds, _ = _median_time(lambda: model(x), runs)
-        elif name in ("depth_decode", "parallel_decode"):
-            preset = (
-                "swinv2b_480reso_depthonly"
-                if name == "depth_decode"
-                else "swinv2b_480reso_parallel_depthonly"
-            )
-            model = _ait(preset)
-            features = torch.randn(1, 1024, 15, 15)
+            if size == 480:
+                info["gflops"] = BACKBONE_480_GFLOP * batch / seconds
+        elif name.startswith(("depth_decode", "parallel_decode")):
+            model = _ait(DEPTH if name.startswith("depth") else DEPTH_PARALLEL)
+            features = torch.randn(batch, 1024, 15, 15)
             start, end = model.config.vocabulary.depth_range()
 
             def decode():
                 memory = model.model.encoder(features).last_hidden_state
                 if model.config.depth_parallel:
-                    ids = torch.zeros((1, 224), dtype=torch.long)
-                    return model.decoder.logits(
-                        model.decoder(model._embed_inputs("depth", ids), memory), start, end
-                    )
+                    ids = torch.zeros((batch, 224), dtype=torch.long)
+                    hidden = model.decoder(model._embed_inputs("depth", ids), memory)
+                    return model.decoder.logits(hidden, start, end)
                 return model._decode_depth_autoregressive(memory, 225, start, end, None)
 
             seconds, _ = _median_time(decode, runs)
-            info["ms_per_step"] = seconds / 225 * 1e3
+            info.update(steps=225, ms_per_step=seconds / 225 * 1e3)
         elif name.startswith("insseg_decode"):
-            batch = 8 if name.endswith("b8") else 1
-            model = _ait("swinv2b_640reso_inssegonly")
-            model.config.sampling_top_p = 0.3
+            model = _ait(INSSEG)
             model.config.num_queries = max(1, insseg_steps // 21)
             features = torch.randn(batch, 1024, 20, 20)
-            steps = model.config.num_queries * 21
 
             def decode():
                 memory = model.model.encoder(features).last_hidden_state
-                return model._decode_objects(
-                    memory, "instance_segmentation", False, torch.Generator().manual_seed(0)
-                )
+                generator = torch.Generator().manual_seed(0)
+                return model._decode_objects(memory, "instance_segmentation", False, generator)
 
             seconds, _ = _median_time(decode, runs)
-            info.update(
-                steps=steps, batch=batch, ms_per_step=seconds / steps * 1e3, images_per_s=batch / seconds
-            )
+            steps = model.config.num_queries * 21
+            info.update(steps=steps, ms_per_step=seconds / steps * 1e3)
         elif name == "vqvae_decode_soft":
-            model = _ait("swinv2b_480reso_depthonly").depth_tokenizer
+            model = _ait(DEPTH).depth_tokenizer
             logits = torch.randn(1, 225, 128)
             seconds, _ = _median_time(lambda: model.decode_soft(logits), runs)
-        elif name.startswith("e2e"):
-            preset = (
-                "swinv2b_480reso_parallel_depthonly" if "parallel" in name else "swinv2b_480reso_depthonly"
+        elif name.startswith("e2e_insseg"):
+            model = _ait(INSSEG)
+            x = torch.randn(batch, 3, 640, 640)
+            full = model.config.num_queries
+
+            def short():  # warm-up on a few objects
+                model.config.num_queries = 2
+                model(x, task="instance_segmentation", generator=torch.Generator().manual_seed(0))
+                model.config.num_queries = full
+
+            seconds, _ = _median_time(
+                lambda: model(x, task="instance_segmentation", generator=torch.Generator().manual_seed(0)),
+                runs,
+                warmup=short,
             )
-            model = _ait(preset)
-            x = torch.randn(1, 3, 480, 480)
+            info.update(steps=full * 21)
+        elif name.startswith("e2e"):
+            model = _ait(DEPTH_PARALLEL if "parallel" in name else DEPTH)
+            x = torch.randn(batch, 3, 480, 480)
             seconds, _ = _median_time(lambda: model(x, task="depth"), runs)
         else:
             model, x = _peer(name)
             seconds, _ = _median_time(lambda: model(pixel_values=x), runs)
-    info["seconds"] = seconds
-    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if batch > 1:
+        info["images_per_s"] = batch / seconds
+    info.update(
+        seconds=seconds, batch=batch, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
     return info
 
 
@@ -150,15 +185,118 @@ def _peer(name: str):
     return Mask2FormerForUniversalSegmentation(config).eval(), torch.randn(1, 3, 640, 640)
 
 
-def _row(r: dict, ratio_base: dict[str, float]) -> str:
-    extra = []
+# ---------------------------------------------------------------------------------------------- report
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def original_reference(path: str | None) -> dict[str, dict]:
+    """The original's medians by our reference keys (and sums of stages for its end-to-end figures)."""
+    if not path:
+        return {}
+    with open(path) as f:
+        results = {r["name"]: r for r in json.load(f)["results"]}
+    ref = {}
+    for name, r in results.items():
+        entry = {"seconds": r["median_s"], "peak_rss_mb": r.get("peak_rss_mb")}
+        if "median_ms_per_step" in r:
+            entry["ms_per_step"] = r["median_ms_per_step"]
+            entry["steps"] = r.get("steps")
+        ref[name] = entry
+    if {"backbone480", "depth_decode", "vqvae_decode_soft"} <= ref.keys():
+        extra = ref["backbone480"]["seconds"] + ref["vqvae_decode_soft"]["seconds"]
+        ref["e2e_depth"] = {"seconds": extra + ref["depth_decode"]["seconds"], "sum": True}
+        if "parallel_decode" in ref:
+            ref["e2e_parallel_depth"] = {"seconds": extra + ref["parallel_decode"]["seconds"], "sum": True}
+    if {"backbone640", "insseg_decode"} <= ref.keys():
+        per_step = ref["insseg_decode"]["ms_per_step"]
+        ref["e2e_insseg"] = {"seconds": ref["backbone640"]["seconds"] + per_step * 2100 / 1e3, "sum": True}
+    return ref
+
+
+def _fmt_row(r: dict, reference: dict[str, dict]) -> str:
+    description, ref_key = BENCHES[r["name"]]
+    notes = []
     if "gflops" in r:
-        extra.append(f"{r['gflops']:.0f} GFLOP/s")
+        notes.append(f"{r['gflops']:.0f} GFLOP/s")
     if "ms_per_step" in r:
-        extra.append(f"{r['ms_per_step']:.2f} ms/step")
+        notes.append(f"{r['ms_per_step']:.2f} ms/step ({r['steps']} steps)")
     if "images_per_s" in r:
-        extra.append(f"{r['images_per_s']:.3f} img/s")
-    return f"| {r['name']} | {r['seconds']:.3f} | {r['peak_rss_mb']:.0f} | {', '.join(extra)} |"
+        notes.append(f"{r['images_per_s']:.3f} images/s")
+    ref = reference.get(ref_key) if ref_key else None
+    ref_text, speedup = "", ""
+    if ref is not None:
+        if "ms_per_step" in r and "ms_per_step" in ref:
+            ref_text = f"{ref['ms_per_step']:.2f} ms/step"
+            speedup = f"{ref['ms_per_step'] / r['ms_per_step']:.1f}x"
+        else:
+            ref_text = f"{ref['seconds']:.3f} s" + (" (sum of stages)" if ref.get("sum") else "")
+            speedup = f"{ref['seconds'] / r['seconds']:.1f}x"
+    return (
+        f"| {description} | {r['seconds']:.3f} | {', '.join(notes)} | {r['peak_rss_mb']:.0f} "
+        f"| {ref_text} | {speedup} |"
+    )
+
+
+def report(results: list[dict], reference: dict[str, dict], threads: int, load: float) -> str:
+    import torch
+
+    by_name = {r["name"]: r for r in results}
+    lines = [
+        f"Machine: {_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"torch.set_num_threads({threads}), fp32; load average {load:.2f} before the run",
+        "",
+        "| benchmark | seconds (median) | rate | peak RSS MB | original | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [_fmt_row(r, reference) for r in results]
+    lines.append("")
+
+    def ratio(a: str, b: str, text: str) -> None:
+        if a in by_name and b in by_name:
+            lines.append(f"- {text}: {by_name[a]['seconds'] / by_name[b]['seconds']:.2f}x")
+
+    def batch_gain(name: str) -> None:  # images/s at batch 8 over batch 1 (same number of steps)
+        b1, b8 = by_name.get(f"{name}_b1"), by_name.get(f"{name}_b8")
+        if b1 and b8:
+            lines.append(
+                f"- {name}: images/s at batch 8 / batch 1 = {8 * b1['seconds'] / b8['seconds']:.2f}x"
+            )
+
+    if "matmul" in by_name:
+        rate = by_name["matmul"]["gflops"]
+        for name in ("backbone480_eager_b1", "backbone480_sdpa_b1", "backbone480_sdpa_b8"):
+            if name in by_name:
+                share = by_name[name]["gflops"] / rate
+                lines.append(
+                    f"- {name}: {by_name[name]['gflops']:.0f} GFLOP/s = {share:.0%} of the matmul rate"
+                )
+    ratio(
+        "e2e_parallel_depth480_b1",
+        "depth_anything_vitb_476",
+        "AiT-P depth 480 end to end / Depth Anything ViT-B 476",
+    )
+    ratio(
+        "e2e_depth480_b1",
+        "depth_anything_vitb_476",
+        "AiT depth (AR) 480 end to end / Depth Anything ViT-B 476",
+    )
+    ratio("e2e_parallel_depth480_b1", "glpn_480", "AiT-P depth 480 end to end / GLPN 480")
+    ratio(
+        "e2e_insseg640_b1",
+        "mask2former_swinb_640",
+        "AiT instance seg. 640 end to end / Mask2Former Swin-B 640",
+    )
+    for name in ("insseg_decode", "depth_decode", "parallel_decode"):
+        batch_gain(name)
+    return "\n".join(lines)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,13 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--insseg-steps", type=int, default=210, help="time this prefix of the 2100 steps")
-    parser.add_argument("--only", nargs="*", choices=BENCHES)
+    parser.add_argument("--only", nargs="*", choices=list(BENCHES))
+    parser.add_argument("--original-json", help="timings of the original (time_original.py --json)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--markdown", help="write the table here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(run_one(args.child, args.threads, args.runs, args.insseg_steps)))
         return 0
+    load = os.getloadavg()[0]
+    reference = original_reference(args.original_json)
     results = []
     for name in args.only or BENCHES:
         cmd = [sys.executable, __file__, "--child", name, "--threads", str(args.threads), "--runs", str(args.runs),
@@ -184,25 +326,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(_row(results[-1], {}), flush=True)
-    by_name = {r["name"]: r for r in results}
-    print("\n| benchmark | seconds (median) | peak RSS MB | notes |\n|---|---|---|---|")
-    for r in results:
-        print(_row(r, {}))
-    if "e2e_parallel_depth480" in by_name and "depth_anything_vitb_476" in by_name:
-        ratio = by_name["e2e_parallel_depth480"]["seconds"] / by_name["depth_anything_vitb_476"]["seconds"]
-        print(f"\nAiT-P SwinV2-B 480 end to end / Depth Anything ViT-B 476: {ratio:.2f}x")
-    if "insseg_decode_b1" in by_name and "insseg_decode_b8" in by_name:
-        speedup = by_name["insseg_decode_b8"]["images_per_s"] / by_name["insseg_decode_b1"]["images_per_s"]
-        print(f"instance decode, images/s batch 8 / batch 1: {speedup:.2f}x")
-    if "matmul" in by_name and "backbone480_sdpa" in by_name:
-        rate = 190e9 / by_name["backbone480_sdpa"]["seconds"] / 1e9  # SwinV2-B 480x480 is about 190 GFLOP
-        print(
-            f"backbone 480 (sdpa): {rate:.0f} GFLOP/s = {rate / by_name['matmul']['gflops']:.0%} of the matmul rate"
-        )
+        print(_fmt_row(results[-1], reference), flush=True)
+    text = report(results, reference, args.threads, load)
+    print("\n" + text + f"\nload average after the run: {os.getloadavg()[0]:.2f}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text + f"\nload average after the run: {os.getloadavg()[0]:.2f}\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "results": results}, f, indent=1)
+            json.dump({"threads": args.threads, "load_before": load, "results": results}, f, indent=1)
     return 0
 
 
