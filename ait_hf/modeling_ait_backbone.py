@@ -342,15 +342,15 @@ class AiTSwinV2WindowAttention(nn.Module):
 
     # -- attention -----------------------------------------------------------------------------------------
 
-    def _query_key_value(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Three (B * nW, heads, N, head_dim) views of one fused projection (q and v biased, k not)."""
-        num_windows_batch, tokens, _ = hidden_states.shape
-        bias = None
-        if self.q_bias is not None:
-            bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(hidden_states, self.qkv.weight, bias)
-        qkv = qkv.view(num_windows_batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return qkv.unbind(0)
+    def qkv_bias(self) -> Tensor | None:
+        """Bias of the fused q/k/v projection (q and v biased, k not), or None."""
+        if self.q_bias is None:
+            return None
+        return torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+
+    def project_qkv(self, hidden_states: Tensor) -> Tensor:
+        """(..., C) -> (..., 3C): the fused q/k/v projection (a zero token gets exactly `qkv_bias`)."""
+        return F.linear(hidden_states, self.qkv.weight, self.qkv_bias())
 
     def _temperature(self) -> Tensor:
         return torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()
@@ -367,14 +367,33 @@ class AiTSwinV2WindowAttention(nn.Module):
         hidden_states: (B * nW, N, C). shift_mask: None (no shift); for "eager" the (nW, N, N) additive mask;
         for "sdpa" the (query, key) extra channels (B * nW, 1, N, 4) of `shift_window_channels`.
         """
-        num_windows_batch, tokens, channels = hidden_states.shape
-        query, key, value = self._query_key_value(hidden_states)
+        qkv = self.project_qkv(hidden_states)
+        context = self.attend(qkv, coords_table, position_index, shift_mask, hidden_states.dtype)
+        return self.project_output(context)
+
+    def attend(
+        self,
+        qkv: Tensor,
+        coords_table: Tensor,
+        position_index: Tensor,
+        shift_mask: Tensor | tuple[Tensor, Tensor] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """Attention of projected windows (B * nW, N, 3C) -> context (B * nW, N, C) before the output projection.
+
+        `dtype`: of the attention probabilities in "eager" (the input's dtype; default that of `qkv`).
+        """
+        num_windows_batch, tokens, _ = qkv.shape
+        qkv = qkv.view(num_windows_batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        query, key, value = qkv.unbind(0)
         bias = self.position_bias(coords_table, position_index)
         if self.attn_implementation == "sdpa":
             context = self._sdpa(query, key, value, bias, shift_mask)
         else:
-            context = self._eager(query, key, value, bias, shift_mask, hidden_states.dtype)
-        context = context.transpose(1, 2).reshape(num_windows_batch, tokens, channels)
+            context = self._eager(query, key, value, bias, shift_mask, dtype or qkv.dtype)
+        return context.transpose(1, 2).reshape(num_windows_batch, tokens, self.dim)
+
+    def project_output(self, context: Tensor) -> Tensor:
         return self.projection_dropout(self.projection(context))
 
     def _eager(
@@ -478,6 +497,7 @@ class AiTSwinV2Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU, drop=hidden_dropout)
         self.layernorm_after_mlp = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self._window_index_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
 
     def forward(
         self,
@@ -490,25 +510,76 @@ class AiTSwinV2Block(nn.Module):
     ) -> Tensor:
         batch, length, channels = hidden_states.shape
         window = self.window_size
-        x = hidden_states.view(batch, height, width, channels)
         pad_bottom, pad_right = (-height) % window, (-width) % window
-        if pad_bottom or pad_right:  # zero padding before the shift, as the original
-            x = F.pad(x, (0, 0, 0, pad_right, 0, pad_bottom))
-        padded_height, padded_width = x.shape[1:3]
-        if self.shift_size:
-            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
-        windows = _window_partition(x, window)
-        windows = self.attention(
-            windows, coords_table, position_index, shift_mask if self.shift_size else None
-        )
-        x = _window_reverse(windows, window, padded_height, padded_width)
-        if self.shift_size:
-            x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        if pad_bottom or pad_right:
-            x = x[:, :height, :width, :]
-        x = x.reshape(batch, length, channels)
+        shift = self.shift_size
+        if self.attention.attn_implementation == "sdpa" and (pad_bottom or pad_right):
+            x = self._padded_windows_attention(hidden_states, height, width, coords_table, position_index,
+                                               shift_mask if shift else None)  # fmt: skip
+        else:
+            x = hidden_states.view(batch, height, width, channels)
+            if pad_bottom or pad_right:  # zero padding before the shift, as the original
+                x = F.pad(x, (0, 0, 0, pad_right, 0, pad_bottom))
+            padded_height, padded_width = x.shape[1:3]
+            if shift:
+                x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+            windows = _window_partition(x, window)
+            windows = self.attention(windows, coords_table, position_index, shift_mask if shift else None)
+            x = _window_reverse(windows, window, padded_height, padded_width)
+            if shift:
+                x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+            if pad_bottom or pad_right:
+                x = x[:, :height, :width, :]
+            x = x.reshape(batch, length, channels)
         hidden_states = hidden_states + self.drop_path(self.layernorm_after_attention(x))
         return hidden_states + self.drop_path(self.layernorm_after_mlp(self.mlp(hidden_states)))
+
+    def _padded_windows_attention(
+        self,
+        hidden_states: Tensor,
+        height: int,
+        width: int,
+        coords_table: Tensor,
+        position_index: Tensor,
+        shift_mask: tuple[Tensor, Tensor] | None,
+    ) -> Tensor:
+        """Window attention of a grid that needs padding, projecting only the real tokens ("sdpa" path).
+
+        A zero padding token projects to exactly the q/k/v bias, and the output projection is per token, so
+        both projections run on the real tokens only and one gather builds the padded, shifted windows (and
+        one gathers the real tokens back). At 640x640 the padding is most of stage 3 (40x40 tokens in 60x60).
+        """
+        batch, length, channels = hidden_states.shape
+        gather, scatter = self._window_index(height, width, batch, hidden_states.device)
+        qkv = self.attention.project_qkv(hidden_states).reshape(batch * length, 3 * channels)
+        pad_row = self.attention.qkv_bias()
+        pad_row = qkv.new_zeros(3 * channels) if pad_row is None else pad_row.to(qkv.dtype)
+        windows = torch.cat([qkv, pad_row[None]]).index_select(0, gather)
+        windows = windows.view(-1, self.window_size**2, 3 * channels)
+        context = self.attention.attend(windows, coords_table, position_index, shift_mask)
+        context = context.reshape(-1, channels).index_select(0, scatter)
+        return self.attention.project_output(context).view(batch, length, channels)
+
+    def _window_index(
+        self, height: int, width: int, batch: int, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """(gather, scatter) int64 indices between the token rows (B * H * W, a padding row B * H * W at the
+        end) and the padded, shifted, window-partitioned rows; the latest geometry is kept."""
+        key = (height, width, batch, device)
+        if self._window_index_cache is not None and self._window_index_cache[0] == key:
+            return self._window_index_cache[1]
+        window, shift = self.window_size, self.shift_size
+        rows = torch.arange(batch * height * width).view(batch, height, width, 1)
+        rows = F.pad(rows, (0, 0, 0, (-width) % window, 0, (-height) % window), value=-1)
+        if shift:
+            rows = torch.roll(rows, shifts=(-shift, -shift), dims=(1, 2))
+        gather = _window_partition(rows, window).reshape(-1)
+        real = gather >= 0
+        scatter = torch.empty(batch * height * width, dtype=torch.long)
+        scatter[gather[real]] = torch.nonzero(real).squeeze(1)
+        gather = gather.masked_fill(~real, batch * height * width)
+        indices = (gather.to(device), scatter.to(device))
+        self._window_index_cache = (key, indices)
+        return indices
 
 
 class AiTSwinV2PatchMerging(nn.Module):

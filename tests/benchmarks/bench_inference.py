@@ -36,6 +36,7 @@ BENCHES: dict[str, tuple[str, str | None]] = {
     "backbone480_sdpa_b1": ("SwinV2-B backbone 480x480, sdpa (default)", "backbone480"),
     "backbone480_sdpa_b8": ("SwinV2-B backbone 480x480, sdpa, batch 8 (1 run)", None),
     "backbone640_sdpa_b1": ("SwinV2-B backbone 640x640 (windows padded to 30), sdpa", "backbone640"),
+    "backbone_sdpa_vs_eager": ("fidelity: max abs difference sdpa - eager features, 480 / 640 (timed: both)", None),
     "depth_decode_b1": ("depth AR decode, encoder + 225 steps", "depth_decode"),
     "depth_decode_b8": ("depth AR decode, encoder + 225 steps, batch 8", None),
     "parallel_decode_b1": ("AiT-P depth decode, encoder + one decoder pass", "parallel_decode"),
@@ -84,6 +85,19 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
             seconds, _ = _median_time(lambda: [a @ b for _ in range(20)], max(runs, 3))
             info["gflops"] = 20 * 2 * 1024**3 / seconds / 1e9
             seconds = seconds / 20
+        elif name == "backbone_sdpa_vs_eager":
+            model = _ait(INSSEG).model.backbone
+            differences = []
+            start = time.perf_counter()
+            for size in (480, 640):
+                x = torch.randn(1, 3, size, size)
+                outputs = []
+                for implementation in ("eager", "sdpa"):
+                    model.set_attn_implementation(implementation)
+                    outputs.append(model(x).feature_maps[-1])
+                differences.append((outputs[0] - outputs[1]).abs().max().item())
+            seconds = time.perf_counter() - start
+            info["max_abs_difference"] = differences
         elif name.startswith("backbone"):
             size = 480 if "480" in name else 640
             model = _ait(DEPTH if size == 480 else INSSEG).model.backbone
@@ -230,6 +244,8 @@ def _fmt_row(r: dict, reference: dict[str, dict]) -> str:
         notes.append(f"{r['ms_per_step']:.2f} ms/step ({r['steps']} steps)")
     if "images_per_s" in r:
         notes.append(f"{r['images_per_s']:.3f} images/s")
+    if "max_abs_difference" in r:
+        notes.append(" / ".join(f"{d:.1e}" for d in r["max_abs_difference"]))
     ref = reference.get(ref_key) if ref_key else None
     ref_text, speedup = "", ""
     if ref is not None:
