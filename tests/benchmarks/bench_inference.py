@@ -39,10 +39,12 @@ BENCHES: dict[str, tuple[str, str | None]] = {
     "backbone_sdpa_vs_eager": ("fidelity: max abs difference sdpa - eager features, 480 / 640 (timed: both)", None),
     "depth_decode_b1": ("depth AR decode, encoder + 225 steps", "depth_decode"),
     "depth_decode_b8": ("depth AR decode, encoder + 225 steps, batch 8", None),
+    "depth_decode_b8_threads": ("depth AR decode, batch 8, decode_num_threads=None (all threads)", None),
     "parallel_decode_b1": ("AiT-P depth decode, encoder + one decoder pass", "parallel_decode"),
     "parallel_decode_b8": ("AiT-P depth decode, encoder + one decoder pass, batch 8", None),
     "insseg_decode_b1": ("instance seg. decode, encoder + prefix of the 2100 steps (top-p 0.3)", "insseg_decode"),
     "insseg_decode_b8": ("instance seg. decode, same prefix, batch 8", None),
+    "insseg_decode_b8_threads": ("instance seg. decode, batch 8, decode_num_threads=None (all threads)", None),
     "vqvae_decode_soft": ("depth VQ-VAE decode_soft to 480x480", "vqvae_decode_soft"),
     "e2e_depth480_b1": ("end to end AiT depth (AR), 480x480 image to metres", "e2e_depth"),
     "e2e_parallel_depth480_b1": ("end to end AiT-P depth, 480x480 image to metres", "e2e_parallel_depth"),
@@ -77,7 +79,7 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     info: dict = {"name": name}
-    batch = 8 if name.endswith("_b8") else 1
+    batch = 8 if "_b8" in name else 1
     runs = 1 if name in SINGLE_RUN else runs
     with torch.inference_mode():
         if name == "matmul":
@@ -108,6 +110,7 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
                 info["gflops"] = BACKBONE_480_GFLOP * batch / seconds
         elif name.startswith(("depth_decode", "parallel_decode")):
             model = _ait(DEPTH if name.startswith("depth") else DEPTH_PARALLEL)
+            model.decode_num_threads = None if name.endswith("_threads") else model.decode_num_threads
             features = torch.randn(batch, 1024, 15, 15)
             start, end = model.config.vocabulary.depth_range()
 
@@ -123,6 +126,7 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
             info.update(steps=225, ms_per_step=seconds / 225 * 1e3)
         elif name.startswith("insseg_decode"):
             model = _ait(INSSEG)
+            model.decode_num_threads = None if name.endswith("_threads") else model.decode_num_threads
             model.config.num_queries = max(1, insseg_steps // 21)
             features = torch.randn(batch, 1024, 20, 20)
 
@@ -187,8 +191,11 @@ def _peer(name: str):
         backbone = Dinov2Config(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, image_size=518,
                                 patch_size=14, out_features=["stage3", "stage6", "stage9", "stage12"],
                                 reshape_hidden_states=False)  # fmt: skip
-        config = DepthAnythingConfig(
-            backbone_config=backbone, neck_hidden_sizes=[96, 192, 384, 768], fusion_hidden_size=128
+        config = DepthAnythingConfig(  # the ViT-B sizes of Depth-Anything-Base
+            backbone_config=backbone,
+            reassemble_hidden_size=768,
+            neck_hidden_sizes=[96, 192, 384, 768],
+            fusion_hidden_size=128,
         )
         return DepthAnythingForDepthEstimation(config).eval(), torch.randn(1, 3, 476, 476)
     if name == "glpn_480":
@@ -216,7 +223,8 @@ def original_reference(path: str | None) -> dict[str, dict]:
     if not path:
         return {}
     with open(path) as f:
-        results = {r["name"]: r for r in json.load(f)["results"]}
+        saved = json.load(f)
+    results = {r["name"]: r for r in (saved["results"] if isinstance(saved, dict) else saved)}
     ref = {}
     for name, r in results.items():
         entry = {"seconds": r["median_s"], "peak_rss_mb": r.get("peak_rss_mb")}
@@ -312,6 +320,12 @@ def report(results: list[dict], reference: dict[str, dict], threads: int, load: 
     )
     for name in ("insseg_decode", "depth_decode", "parallel_decode"):
         batch_gain(name)
+    for name in ("insseg_decode", "depth_decode"):
+        b1, b8 = by_name.get(f"{name}_b1"), by_name.get(f"{name}_b8_threads")
+        if b1 and b8:
+            lines.append(
+                f"- {name}: images/s at batch 8 (all threads) / batch 1 = {8 * b1['seconds'] / b8['seconds']:.2f}x"
+            )
     return "\n".join(lines)  # fmt: skip
 
 
@@ -326,10 +340,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--original-json", help="timings of the original (time_original.py --json)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--markdown", help="write the table here")
+    parser.add_argument("--from-json", help="print the table of an earlier --json file instead of measuring")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(run_one(args.child, args.threads, args.runs, args.insseg_steps)))
+        return 0
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        print(
+            report(
+                saved["results"],
+                original_reference(args.original_json),
+                saved["threads"],
+                saved["load_before"],
+            )
+        )
         return 0
     load = os.getloadavg()[0]
     reference = original_reference(args.original_json)
