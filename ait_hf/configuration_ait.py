@@ -236,6 +236,7 @@ DEFAULT_BACKBONE = {
     "rpe_hidden_dim": 512,
     "drop_path_rate": 0.1,
     "out_indices": [3],
+    "post_norm_init": 0.0,
 }
 
 

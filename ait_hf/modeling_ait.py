@@ -488,8 +488,7 @@ class AiTPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+            module.reset_parameters()  # unit weight, zero bias; the backbone's residual post-norms: `post_norm_init`
         elif isinstance(module, AiTDecoder):
             for p in (
                 module.token_embeddings,

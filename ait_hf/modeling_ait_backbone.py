@@ -467,6 +467,23 @@ class AiTSwinV2WindowAttention(nn.Module):
         return context[..., extra : extra + head_dim]
 
 
+class AiTSwinV2ResidualPostNorm(nn.LayerNorm):
+    """LayerNorm closing a block's residual branch; `reset_parameters` sets its weight to `init_value` (bias 0).
+
+    With 0 the branch starts switched off and the block is the identity (see `AiTSwinV2Backbone`'s
+    `post_norm_init`). Parameters and state-dict keys are those of `nn.LayerNorm`.
+    """
+
+    def __init__(self, dim: int, eps: float, init_value: float) -> None:
+        self.init_value = init_value
+        super().__init__(dim, eps=eps)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.elementwise_affine:
+            nn.init.constant_(self.weight, self.init_value)
+
+
 class AiTSwinV2Block(nn.Module):
     """Post-norm SwinV2 block: `x + norm(window_attention(x))`, then `x + norm(mlp(x))`."""
 
@@ -484,6 +501,7 @@ class AiTSwinV2Block(nn.Module):
         attention_dropout: float,
         layer_norm_eps: float,
         attn_implementation: str,
+        post_norm_init: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0 <= shift_size < window_size:
@@ -493,10 +511,10 @@ class AiTSwinV2Block(nn.Module):
         self.attention = AiTSwinV2WindowAttention(
             dim, num_heads, qkv_bias, rpe_hidden_dim, attention_dropout, hidden_dropout, attn_implementation
         )
-        self.layernorm_after_attention = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.layernorm_after_attention = AiTSwinV2ResidualPostNorm(dim, layer_norm_eps, post_norm_init)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU, drop=hidden_dropout)
-        self.layernorm_after_mlp = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.layernorm_after_mlp = AiTSwinV2ResidualPostNorm(dim, layer_norm_eps, post_norm_init)
         self._window_index_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
 
     def forward(
@@ -626,6 +644,7 @@ class AiTSwinV2Stage(nn.Module):
         layer_norm_eps: float,
         downsample: bool,
         attn_implementation: str,
+        post_norm_init: float = 0.0,
     ) -> None:
         super().__init__()
         self.window_size = window_size
@@ -646,6 +665,7 @@ class AiTSwinV2Stage(nn.Module):
                 attention_dropout=attention_dropout,
                 layer_norm_eps=layer_norm_eps,
                 attn_implementation=attn_implementation,
+                post_norm_init=post_norm_init,
             )
             for index in range(depth)
         )
@@ -720,6 +740,12 @@ class AiTSwinV2Backbone(nn.Module):
         out_indices: stages whose (normalised) output is returned.
         use_absolute_embeddings, patch_norm: original `ape`, `patch_norm`.
         attn_implementation: "eager" (the original's computation) or "sdpa" (fused attention).
+        post_norm_init: weight of every block's residual post-norms (the LayerNorms after attention and MLP)
+            at from-scratch initialisation. 0 (default) starts each block as the identity, as timm and the
+            official SwinV2 do (`_init_respostnorm`); small SwinV2s trained from scratch need it (with 1.0 the
+            synthetic-scene solvers never learned to use their input). 1.0 is the original AiT's from-scratch
+            init, which the original never trains from (it always loads pretrained weights). Irrelevant
+            when weights are loaded.
     """
 
     def __init__(
@@ -745,6 +771,7 @@ class AiTSwinV2Backbone(nn.Module):
         use_absolute_embeddings: bool = False,
         patch_norm: bool = True,
         attn_implementation: str = "sdpa",
+        post_norm_init: float = 0.0,
     ) -> None:
         super().__init__()
         num_stages = len(depths)
@@ -796,6 +823,7 @@ class AiTSwinV2Backbone(nn.Module):
                 layer_norm_eps=layer_norm_eps,
                 downsample=i < num_stages - 1,
                 attn_implementation=attn_implementation,
+                post_norm_init=post_norm_init,
             )
             for i in range(num_stages)
         )
@@ -857,7 +885,8 @@ class AiTSwinV2Backbone(nn.Module):
                 module._shift_mask_cache = {}
 
     def init_weights(self) -> None:
-        """The original's from-scratch initialisation: truncated normal (std 0.02) linears, unit LayerNorms."""
+        """From-scratch initialisation: truncated normal (std 0.02) linears, unit LayerNorms except the blocks'
+        residual post-norms (`post_norm_init`)."""
         if self.embeddings.position_embeddings is not None:
             trunc_normal_(self.embeddings.position_embeddings, std=0.02)
         for module in self.modules():
@@ -866,8 +895,7 @@ class AiTSwinV2Backbone(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+                module.reset_parameters()  # unit weight, zero bias; `post_norm_init` for residual post-norms
             elif isinstance(module, AiTSwinV2WindowAttention):
                 nn.init.constant_(module.logit_scale, math.log(10))
                 if module.q_bias is not None:

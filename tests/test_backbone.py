@@ -48,6 +48,7 @@ def backbone_kwargs(original: dict) -> dict:
         "drop_path_rate": original.get("drop_path_rate", 0.1),
         "out_indices": original.get("out_indices", (0, 1, 2, 3)),
         "use_absolute_embeddings": original.get("ape", False),
+        "post_norm_init": 1.0,  # the original's from-scratch init (blocks are not identities on random weights)
         "patch_norm": original.get("patch_norm", True),
     }
 
@@ -279,6 +280,45 @@ def test_bad_arguments_are_refused() -> None:
     model = _randomized_tiny_backbone(10)
     with pytest.raises(ValueError, match="pixel_values"):
         model(torch.zeros(3, 32, 32))
+
+
+@pytest.mark.parametrize("post_norm_init", [None, 0.0, 1.0, 0.25])
+def test_residual_post_norms_start_at_post_norm_init(post_norm_init: float | None) -> None:
+    """Default 0: every block starts as the identity (timm / official SwinV2); other LayerNorms start at 1."""
+    from test_modeling import TINY_BACKBONE, tiny_config
+
+    from ait_hf import AiTModel
+
+    kwargs = {} if post_norm_init is None else {"post_norm_init": post_norm_init}
+    expected = 0.0 if post_norm_init is None else post_norm_init
+    torch.manual_seed(0)
+    direct = AiTSwinV2Backbone(embed_dim=8, depths=[2, 1], num_heads=[1, 2], window_sizes=[4, 4],
+                               pretrained_window_sizes=[0, 0], out_indices=(1,), **kwargs)  # fmt: skip
+    # through the transformers init (`post_init` resets every LayerNorm with `reset_parameters`)
+    backbone = (
+        {**TINY_BACKBONE, **kwargs}
+        if kwargs
+        else {k: v for k, v in TINY_BACKBONE.items() if k != "post_norm_init"}
+    )
+    hf_backbone = AiTModel(tiny_config(backbone_config=backbone)).backbone
+    for model in (direct, hf_backbone):
+        post_norms = {
+            name
+            for name, _ in model.named_modules()
+            if name.endswith(("layernorm_after_attention", "layernorm_after_mlp"))
+        }
+        assert post_norms
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                weight = expected if name in post_norms else 1.0
+                assert torch.equal(module.weight, torch.full_like(module.weight, weight)), name
+                assert not module.bias.any(), name
+    # state-dict keys are those of plain LayerNorms (checkpoints and conversion unchanged)
+    assert "encoder.layers.0.blocks.0.layernorm_after_attention.weight" in direct.state_dict()
+    if expected == 0.0:  # identity blocks: the first stage's output is its input
+        pixel_values = torch.randn(2, 3, 32, 32)
+        out = direct(pixel_values, output_hidden_states=True)
+        assert torch.equal(out.hidden_states[1], out.hidden_states[0])
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -251,7 +251,8 @@ def test_sampling_is_reproducible_and_batch_vectorised():
 def tiny_backbone(attn: str) -> AiTSwinV2Backbone:
     torch.manual_seed(0)
     model = AiTSwinV2Backbone(embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_sizes=[6, 6],
-                              pretrained_window_sizes=[4, 4], out_indices=[0, 1], attn_implementation=attn)  # fmt: skip
+                              pretrained_window_sizes=[4, 4], out_indices=[0, 1], attn_implementation=attn,
+                              post_norm_init=1.0)  # fmt: skip
     with torch.no_grad():
         for module in model.modules():
             if hasattr(module, "logit_scale"):

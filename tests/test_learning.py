@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.experiments import backbone_probe
 from training.experiments import bundle_default_model as bundle
 from training.experiments import synthetic_ablation as ablation
 from training.presets import list_presets, load_preset
@@ -49,6 +50,24 @@ def test_ablation_table_reports_mean_and_spread():
     assert "| Depth, AR + soft tokens (AiT) | rmse ↓ | 1.500 ± 0.707 | 1.000, 2.000 |" in table
     assert "| Instance seg., soft mask tokens (AiT) | segm_AP ↑ | 0.300 ± 0.141 | 0.200, 0.400 |" in table
     assert "| Depth, parallel (AiT-P) | rmse ↓ | n/a | n/a, n/a |" in table
+
+
+def test_synthetic_backbone_learns_input_dependent_features():
+    """The synthetic preset's SwinV2 backbone + a linear head fits 8 crops' 2x2 mean depth (the probe of
+    `training.experiments.backbone_probe`): it must see its input. With the original's unit residual
+    post-norm init it stayed at the targets' variance."""
+    from ait_hf import AiTConfig, AiTForDepthAndInstanceSegmentation
+
+    torch.set_num_threads(1)
+    pixel_values, targets = backbone_probe.probe_batch()
+    torch.manual_seed(0)
+    config = AiTConfig(**load_preset("synthetic_depth_parallel")["model"]["config"])
+    backbone = AiTForDepthAndInstanceSegmentation(config).model.backbone
+    history = backbone_probe.fit(
+        lambda x: backbone(x).feature_maps[-1].flatten(2).transpose(1, 2),
+        list(backbone.parameters()), backbone.num_features[-1], pixel_values, targets, steps=150,
+    )  # fmt: skip
+    assert history[-1] < 0.05 * targets.var().item(), history
 
 
 @pytest.mark.slow

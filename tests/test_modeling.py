@@ -19,6 +19,9 @@ TINY_BACKBONE = {
     "embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_sizes": [4, 4, 4, 2],
     "pretrained_window_sizes": [0, 0, 0, 0], "shift_windows": [True, True, False, False], "rpe_hidden_dim": 16,
     "drop_path_rate": 0.0,
+    # unit residual post-norms: with the default zero init every block starts as the identity, and tests
+    # comparing computation paths on random weights would not exercise attention and MLP
+    "post_norm_init": 1.0,
 }  # fmt: skip
 
 

@@ -83,7 +83,9 @@ def _depth_inference(report, model, img_tta, ref, prefix=""):
     if prefix + "pred_depth" in ref.files:
         report.close(prefix + "pred_depth", out.predicted_depth, ref[prefix + "pred_depth"])
     report.close(prefix + "tta_pred_depth", tta.predicted_depth, ref[prefix + "tta_pred_depth"])
-    report.equal(prefix + "tta_crop_tokens", tta.sequences.flatten(0, 1), ref[prefix + "tta_crop_tokens"])  # (B=1, views, L)
+    report.equal(
+        prefix + "tta_crop_tokens", tta.sequences.flatten(0, 1), ref[prefix + "tta_crop_tokens"]
+    )  # (B=1, views, L)
 
 
 def _object_inference(report, model, task, img, ref, meta, prefix=""):

@@ -7,8 +7,10 @@ same 8 crops with the same optimiser. Command line::
 
     python -m training.experiments.backbone_probe [--preset synthetic_depth_parallel] [--steps 200]
 
-Measured on 2026-11-24 (synthetic_depth_parallel sizes, AdamW lr 1e-3, 200 steps): ours stays at MSE ~1.52
-(the targets' variance is 1.57), timm's reaches 0.005. See the "Does it learn?" section of README.md.
+With the original's from-scratch init (unit residual post-norms, ``post_norm_init=1.0``) our backbone stayed at
+the targets' variance (it predicted their mean) while timm's fitted: timm, like the official SwinV2, starts the
+residual post-norms at 0 so that every block starts as the identity. ``post_norm_init`` now defaults to 0;
+``--post-norm-init 1`` reproduces the failure. See the "Does it learn?" section of README.md.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def probe_batch(num_images: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     root = tempfile.mkdtemp(prefix="backbone_probe_")
     paths = write_synthetic_scenes(root, nyu_train=num_images, size=SYNTHETIC_FRAME, seed=0)
     rows = load_nyu_depth_v2(paths["nyu_root"], "train", paths["nyu_train_list"], cache_dir=root)
-    rows = rows.with_transform(NYUDepthTrainTransform(crop_size=(64, 64), flip_p=0.0))
+    crops = NYUDepthTrainTransform(crop_size=(64, 64), flip_p=0.0, generator=torch.Generator().manual_seed(0))
+    rows = rows.with_transform(crops)
     batch = DepthCollator()([rows[i] for i in range(num_images)])
     targets = F.avg_pool2d(batch["depth_labels"][:, None], 32).flatten(1)
     return batch["pixel_values"], targets
@@ -62,11 +65,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(prog="python -m training.experiments.backbone_probe")
     parser.add_argument("--preset", default="synthetic_depth_parallel")
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument(
+        "--post-norm-init", type=float, default=None, help="override the backbone's post_norm_init"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     pixel_values, targets = probe_batch()
     print(f"target variance {targets.var().item():.4f}")
     config = load_preset(args.preset)["model"]["config"]
+    if args.post_norm_init is not None:
+        config["backbone_config"] = {**config["backbone_config"], "post_norm_init": args.post_norm_init}
     torch.manual_seed(0)
     ours = AiTForDepthAndInstanceSegmentation(AiTConfig(**config)).model.backbone
     channels = ours(pixel_values[:1]).feature_maps[-1].shape[1]

@@ -58,17 +58,15 @@ def synthetic_stage1_training(
 
 
 def synthetic_stage2_training(max_steps: int = 600, lr: float = 2e-3) -> dict:
-    """Stage-2 settings: layer-decay AdamW, warmup then a step decay at 80%, no intermediate checkpoints."""
+    """Stage-2 settings: layer-decay AdamW, warmup then linear annealing to 1% (it follows ``--max-steps``),
+    no intermediate checkpoints."""
     return {
         "max_steps": max_steps,
         "optimizer": {
             "type": "adamw_layer_decay", "lr": lr, "weight_decay": 0.05, "layer_decay_rate": 0.9,
             "no_decay_names": ORIGINAL_NO_DECAY_NAMES,
         },
-        "schedule": {
-            "type": "step", "milestones": [int(max_steps * 0.8)], "gamma": 0.1, "warmup_steps": 20,
-            "warmup_ratio": 0.1,
-        },
+        "schedule": {"type": "linear_annealing", "min_lr_ratio": 0.01, "warmup_steps": 20, "warmup_ratio": 0.1},
         "max_grad_norm": 10.0, "mixed_precision": "no", "eval_steps": None, "save_strategy": "no",
         "save_steps": None, "logging_steps": 50, "dataloader_num_workers": 0, "seed": 0,
     }  # fmt: skip
