@@ -580,10 +580,15 @@ def _room_hits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ray parameter and face id (0..5) where rays from inside the room leave it."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_axis = [
-            np.where(d[i] > 0, room[i] - origin[i], -origin[i]).astype(np.float32) / d[i] for i in range(3)
-        ]
-    tx, ty, tz = (np.where(np.isnan(t), np.inf, t) for t in t_axis)
+        # A zero direction component never reaches that axis' walls (t = +inf; dividing would give -inf).
+        tx, ty, tz = (
+            np.where(
+                d[i] != 0,
+                np.where(d[i] > 0, room[i] - origin[i], -origin[i]).astype(np.float32) / d[i],
+                np.inf,
+            )
+            for i in range(3)
+        )
     t = np.minimum(np.minimum(tx, ty), tz)
     face = np.where(
         (tx <= ty) & (tx <= tz),
