@@ -92,6 +92,19 @@ class SceneConfig:
     # Horizontal field of view range, degrees. NYUv2's Kinect (fx = 518.9 px at 640 px) sees 63.3 degrees;
     # one fixed camera, as there, keeps metric depth inferable from the image.
     horizontal_fov: tuple[float, float] = (63.3, 63.3)
+    # Room extents (metres) and camera pose ranges: narrow them for an easier world (fewer degrees of freedom
+    # between the image and metric depth). A (value, value) range fixes the quantity; the random draws stay the
+    # same, so the other properties of a seed's scene do not change.
+    room_width: tuple[float, float] = (3.0, 8.0)
+    room_height: tuple[float, float] = (2.4, 3.2)
+    room_length: tuple[float, float] = (3.0, 8.0)
+    camera_height: tuple[float, float] = (
+        1.0,
+        1.7,
+    )  # metres above the floor, also at most 0.5 below the ceiling
+    camera_yaw: tuple[float, float] = (-0.6, 0.6)  # radians, 0 = looking along +z across the room
+    camera_pitch: tuple[float, float] = (-0.45, -0.05)  # radians, negative = looking down
+    camera_roll: tuple[float, float] = (-0.06, 0.06)  # radians
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_objects <= self.max_objects:
@@ -104,6 +117,24 @@ class SceneConfig:
             )
         if self.max_depth <= 0:
             raise ValueError(f"max_depth must be positive, got {self.max_depth}")
+        for name in ("room_width", "room_height", "room_length", "camera_height", "camera_yaw", "camera_pitch",
+                     "camera_roll"):  # fmt: skip
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(
+                    f"SceneConfig.{name} must be (low, high) with low <= high, got {(low, high)}"
+                )
+        if self.room_width[0] < 3.0 or self.room_length[0] < 3.0 or self.room_height[0] < 2.4:
+            # object placement and the camera's distance from the wall are tuned for rooms at least this big
+            raise ValueError(
+                f"rooms must be at least 3.0 x 2.4 x 3.0 m (width x height x length), got minimums "
+                f"{self.room_width[0]} x {self.room_height[0]} x {self.room_length[0]}"
+            )
+        if not 0 < self.camera_height[0] <= self.room_height[0] - 0.5:
+            raise ValueError(
+                f"camera_height starts at {self.camera_height[0]}: it must be in (0, lowest ceiling - 0.5 m ="
+                f" {self.room_height[0] - 0.5}]"
+            )
 
 
 @dataclass(frozen=True)
@@ -400,19 +431,22 @@ def _object_texture(rng: np.random.Generator) -> Texture:
     )  # fmt: skip
 
 
-def _camera_pose(rng: np.random.Generator, room: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def _camera_pose(
+    rng: np.random.Generator, room: np.ndarray, config: SceneConfig
+) -> tuple[np.ndarray, np.ndarray, float]:
     """A hand-held camera near the z = 0 wall looking across the room (slightly down), and its yaw."""
     width, height, length = room
+    low, high = config.camera_height
     position = np.array(
         [
             rng.uniform(0.3, 0.7) * width,
-            rng.uniform(1.0, min(1.7, height - 0.5)),
+            rng.uniform(low, max(low, min(high, height - 0.5))),
             rng.uniform(0.3, min(1.2, 0.3 * length)),
         ]
     )
-    yaw = rng.uniform(-0.6, 0.6)
-    pitch = rng.uniform(-0.45, -0.05)
-    roll = rng.uniform(-0.06, 0.06)
+    yaw = rng.uniform(*config.camera_yaw)
+    pitch = rng.uniform(*config.camera_pitch)
+    roll = rng.uniform(*config.camera_roll)
     forward = np.array([math.sin(yaw) * math.cos(pitch), math.sin(pitch), math.cos(yaw) * math.cos(pitch)])
     right = np.cross([0.0, 1.0, 0.0], forward)
     right /= np.linalg.norm(right)
@@ -499,8 +533,10 @@ def sample_layout(seed: SceneSeed, config: SceneConfig | None = None) -> SceneLa
     """The 3D description of scene ``seed``: room, camera, objects, lights, textures, windows, holes."""
     config = config or SceneConfig()
     rng = np.random.default_rng(seed)
-    room = np.array([rng.uniform(3.0, 8.0), rng.uniform(2.4, 3.2), rng.uniform(3.0, 8.0)])
-    rotation, position, camera_yaw = _camera_pose(rng, room)
+    room = np.array(
+        [rng.uniform(*config.room_width), rng.uniform(*config.room_height), rng.uniform(*config.room_length)]
+    )
+    rotation, position, camera_yaw = _camera_pose(rng, room, config)
     horizontal_fov = math.radians(rng.uniform(*config.horizontal_fov))
     count = int(rng.integers(config.min_objects, config.max_objects + 1))
     objects = _sample_objects(rng, room, position, camera_yaw, horizontal_fov, count)

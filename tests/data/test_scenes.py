@@ -126,6 +126,28 @@ def test_depth_in_range_with_invalid_pixels(scenes):
     assert sum(f > 0 for f in invalid_fraction) >= len(scenes) // 2  # windows and sensor holes are common
 
 
+def test_room_and_camera_ranges_narrow_the_world():
+    """(value, value) ranges fix the room and the camera pose; the defaults keep every seed's scene."""
+    fixed = SceneConfig(room_width=(5.0, 5.0), room_height=(3.0, 3.0), room_length=(6.0, 6.0),
+                        camera_height=(1.4, 1.4), camera_yaw=(0.0, 0.0), camera_pitch=(-0.2, -0.2),
+                        camera_roll=(0.0, 0.0))  # fmt: skip
+    for index in range(3):
+        layout = sample_layout(scene_seed(3, "train", index), fixed)
+        rotation, position = layout.camera_pose
+        np.testing.assert_allclose(layout.room_size, [5.0, 3.0, 6.0])
+        assert position[1] == pytest.approx(1.4)
+        np.testing.assert_allclose(rotation[:, 2], [0.0, np.sin(-0.2), np.cos(-0.2)], atol=1e-12)  # forward
+        np.testing.assert_allclose(rotation[:, 0], [1.0, 0.0, 0.0], atol=1e-12)  # right: no yaw, no roll
+    default = sample_layout(scene_seed(3, "train", 0), SceneConfig())
+    assert default.room_size[0] != 5.0 and default.camera_pose[1][1] != pytest.approx(1.4)
+    with pytest.raises(ValueError, match="camera_pitch"):
+        SceneConfig(camera_pitch=(0.1, -0.1))
+    with pytest.raises(ValueError, match="at least 3.0 x 2.4 x 3.0"):
+        SceneConfig(room_width=(1.0, 2.0))
+    with pytest.raises(ValueError, match="camera_height"):
+        SceneConfig(camera_height=(2.5, 2.6))
+
+
 def test_rays_parallel_to_a_wall_leave_through_another_wall():
     """A direction component of exactly 0 never reaches that axis' walls (it once gave depth -inf: one pixel of
     scene 1062 of the train split of seed 7 at 64x85, whose ray is exactly horizontal)."""
