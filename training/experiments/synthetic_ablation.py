@@ -1,6 +1,7 @@
 """Proof that AiT learns: train and evaluate small AiT models on synthetic room scenes, with ablations.
 
-Every number comes from held-out scenes (NYUv2 "test" = COCO "val2017" scenes, never trained on). For each
+The scenes are the experiment's world (`training.presets._synthetic.SYNTHETIC_SCENES`: one fixed camera pose,
+rooms and 1-3 objects that vary). Every number comes from held-out scenes (NYUv2 "test" = COCO "val2017" scenes, never trained on). For each
 seed the script trains, through the real stage-1 / stage-2 entry points (`training.stage1` / `training.stage2`
 with the ``synthetic_*`` presets), three tokenizers (depth with and without mask augmentation, masks) and six
 solvers, then reports:
@@ -9,7 +10,8 @@ solvers, then reports:
 * depth: autoregressive with soft tokens (AiT) vs autoregressive with hard tokens vs parallel (AiT-P);
 * depth tokenizer trained with vs without mask augmentation (the downstream AR-soft solver's RMSE);
 * instance segmentation: soft vs hard mask tokens (mask AP);
-* trivial baselines: the training-set mean depth everywhere; predicting no object (AP 0 by definition).
+* trivial baselines: the training-set mean depth everywhere; each pixel's training-set mean depth (the best
+  prediction that ignores the image); predicting no object (AP 0 by definition).
 
 The table (mean and sample standard deviation over seeds) is written to ``OUT/results.md`` and every run's
 metrics to ``OUT/results.json``. Command lines::
@@ -45,13 +47,15 @@ logger = logging.getLogger(__name__)
 DEPTH_METRIC_KWARGS: dict[str, Any] = {"eval_crop": None, "min_depth": 1e-3, "max_depth": 10.0}
 
 FULL_BUDGET = {
-    "scenes_train": 600, "scenes_test": 100, "depth_vqvae_steps": 800, "mask_vqvae_steps": 300,
-    "depth_steps": 600, "insseg_steps": 600,
+    "scenes_train": 2000, "scenes_test": 100, "depth_vqvae_steps": 800, "mask_vqvae_steps": 300,
+    "depth_steps": 2000, "insseg_steps": 1000,
 }  # fmt: skip
 QUICK_BUDGET = {
-    "scenes_train": 300, "scenes_test": 40, "depth_vqvae_steps": 400, "mask_vqvae_steps": 150,
-    "depth_steps": 200, "insseg_steps": 200,
+    "scenes_train": 2000, "scenes_test": 100, "depth_vqvae_steps": 400, "mask_vqvae_steps": 150,
+    "depth_steps": 500, "insseg_steps": 300,
 }  # fmt: skip
+# The learning tests' budget (tests/test_learning.py): one depth solver, twice the ablation's steps.
+LEARNING_TEST_BUDGET = {**FULL_BUDGET, "depth_steps": 4000, "insseg_steps": 4000}
 
 # name -> (preset, depth tokenizer run) of the depth solvers; insseg solvers use the mask tokenizer.
 DEPTH_SOLVERS = {
@@ -67,7 +71,7 @@ INSSEG_SOLVERS = {"insseg_soft": "synthetic_insseg", "insseg_hard": "synthetic_i
 def write_data(root: Path, budget: dict[str, int], data_seed: int) -> dict[str, Path]:
     """Render the train / held-out scenes once in the NYUv2 and COCO layouts (skipped when present)."""
     from ait_hf.data.scenes import write_synthetic_scenes
-    from training.presets._synthetic import SYNTHETIC_FRAME
+    from training.presets._synthetic import SYNTHETIC_FRAME, synthetic_scene_config
 
     marker = root / "paths.json"
     if marker.is_file():
@@ -75,7 +79,7 @@ def write_data(root: Path, budget: dict[str, int], data_seed: int) -> dict[str, 
     train, test = budget["scenes_train"], budget["scenes_test"]
     paths = write_synthetic_scenes(
         root, nyu_train=train, nyu_test=test, coco_train=train, coco_val=test, size=SYNTHETIC_FRAME,
-        seed=data_seed,
+        seed=data_seed, config=synthetic_scene_config(),
     )  # fmt: skip
     marker.write_text(json.dumps({key: str(value) for key, value in paths.items()}, indent=1))
     return paths
@@ -202,30 +206,53 @@ def mask_upper_bound(tokenizer_dir: Path, paths: dict[str, Path]) -> dict[str, f
     return {key: value for key, value in bound.items() if key.startswith("segm_")}
 
 
+def _training_depth_maps(paths: dict[str, Path]) -> np.ndarray:
+    """Every training depth map in metres, (N, H, W) float64 (synthetic frames all have one size)."""
+    from ait_hf.data import load_nyu_depth_v2
+    from ait_hf.data.nyu import depth_to_metres
+
+    rows = load_nyu_depth_v2(paths["nyu_root"], "train", paths["nyu_train_list"]).select_columns(["depth"])
+    return np.stack([np.asarray(depth_to_metres(row["depth"]), dtype=np.float64) for row in rows])
+
+
+def _held_out_metrics(prediction: np.ndarray, held_out: dict[str, Path]) -> dict[str, float]:
+    """Held-out depth metrics of one fixed prediction (a scalar or an (H, W) map) for every held-out scene."""
+    from ait_hf.data.nyu import depth_to_metres
+    from ait_hf.evaluation import DepthMetrics
+
+    metrics = DepthMetrics(**DEPTH_METRIC_KWARGS)
+    for row in held_out_depth(held_out).select_columns(["depth"]):
+        target = torch.as_tensor(np.asarray(depth_to_metres(row["depth"]), dtype=np.float32))
+        guess = torch.as_tensor(np.broadcast_to(prediction, target.shape).astype(np.float32))
+        metrics.update(guess[None], target[None])
+    return metrics.compute()
+
+
 def mean_depth_baseline(paths: dict[str, Path], held_out: dict[str, Path] | None = None) -> dict[str, float]:
     """Held-out metrics of predicting the mean valid training depth at every pixel.
 
     The mean is taken over the training split of `paths`; the held-out scenes are those of `held_out`
     (default: the test split of `paths`).
     """
-    from ait_hf.data import load_nyu_depth_v2
-    from ait_hf.data.nyu import depth_to_metres
-    from ait_hf.evaluation import DepthMetrics
+    maps = _training_depth_maps(paths)
+    mean = float(maps[maps > DEPTH_METRIC_KWARGS["min_depth"]].mean())
+    return {**_held_out_metrics(np.asarray(mean), held_out or paths), "mean_depth": mean}
 
-    total, count = 0.0, 0
-    for row in load_nyu_depth_v2(paths["nyu_root"], "train", paths["nyu_train_list"]).select_columns(
-        ["depth"]
-    ):
-        depth = np.asarray(depth_to_metres(row["depth"]), dtype=np.float64)
-        valid = depth > DEPTH_METRIC_KWARGS["min_depth"]
-        total += float(depth[valid].sum())
-        count += int(valid.sum())
-    mean = total / count
-    metrics = DepthMetrics(**DEPTH_METRIC_KWARGS)
-    for row in held_out_depth(held_out or paths).select_columns(["depth"]):
-        target = torch.as_tensor(np.asarray(depth_to_metres(row["depth"]), dtype=np.float32))
-        metrics.update(torch.full_like(target, mean)[None], target[None])
-    return {**metrics.compute(), "mean_depth": mean}
+
+def per_pixel_depth_baseline(
+    paths: dict[str, Path], held_out: dict[str, Path] | None = None
+) -> dict[str, float]:
+    """Held-out metrics of predicting, at each pixel, that pixel's mean valid training depth.
+
+    The best any model can do without looking at the image (up to the choice of loss): a solver that does
+    not beat it has learned the world's average layout, not to read depth from its input.
+    """
+    maps = _training_depth_maps(paths)
+    valid = maps > DEPTH_METRIC_KWARGS["min_depth"]
+    fallback = float(maps[valid].mean())  # pixels never valid in training
+    counts = valid.sum(0)
+    prior = np.where(counts > 0, (maps * valid).sum(0) / np.maximum(counts, 1), fallback)
+    return _held_out_metrics(prior, held_out or paths)
 
 
 # --------------------------------------------------------------------------------------------- one seed
@@ -278,6 +305,12 @@ def run_seed(
 ROWS: list[tuple[str, str, str, str]] = [
     # (label, result key, metric key, "lower" / "higher" is better)
     ("Baseline: training-set mean depth everywhere", "baseline_mean_depth", "rmse", "lower"),
+    (
+        "Baseline: per-pixel training-set mean depth (ignores the image)",
+        "baseline_per_pixel_depth",
+        "rmse",
+        "lower",
+    ),
     ("Depth tokenizer upper bound (with mask aug.)", "upper_bound_depth", "rmse", "lower"),
     ("Depth tokenizer upper bound (without mask aug.)", "upper_bound_depth_nomask", "rmse", "lower"),
     ("Depth, AR + soft tokens (AiT)", "depth_ar_soft", "rmse", "lower"),
@@ -361,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     paths = write_data(root / "data", budget, args.data_seed)
     baselines = {
         "baseline_mean_depth": mean_depth_baseline(paths),
+        "baseline_per_pixel_depth": per_pixel_depth_baseline(paths),
         "baseline_nothing": {"segm_AP": 0.0, "bbox_AP": 0.0},
     }
     per_seed = {}

@@ -1,4 +1,5 @@
-"""Stage 2, synthetic-scene joint solver (instance segmentation + depth in every step): the bundled default model."""
+"""Stage 2, synthetic-scene joint solver (instance segmentation + parallel depth, AiT-P, in every step): the bundled
+default model."""
 
 from training.presets._synthetic import (
     SYNTHETIC_COCO_TASK,
@@ -11,7 +12,7 @@ from training.presets._synthetic import (
 PRESET = {
     "stage": 2,
     "original": None,
-    "model": {"config": synthetic_solver_config(["instance_segmentation", "depth"])},
+    "model": {"config": synthetic_solver_config(["instance_segmentation", "depth"], depth_parallel=True)},
     "init": dict(SYNTHETIC_INIT),
     "tasks": {"instance_segmentation": dict(SYNTHETIC_COCO_TASK), "depth": dict(SYNTHETIC_DEPTH_TASK)},
     "training": synthetic_stage2_training(),
