@@ -3,6 +3,7 @@
 from training.presets._synthetic import (
     SYNTHETIC_COCO_TASK,
     SYNTHETIC_INIT,
+    SYNTHETIC_INSSEG_SOLVER,
     synthetic_solver_config,
     synthetic_stage2_training,
 )
@@ -10,7 +11,7 @@ from training.presets._synthetic import (
 PRESET = {
     "stage": 2,
     "original": None,
-    "model": {"config": synthetic_solver_config(["instance_segmentation"])},
+    "model": {"config": synthetic_solver_config(["instance_segmentation"], **SYNTHETIC_INSSEG_SOLVER)},
     "init": dict(SYNTHETIC_INIT),
     "tasks": {"instance_segmentation": dict(SYNTHETIC_COCO_TASK)},
     "training": synthetic_stage2_training(),

@@ -3,6 +3,7 @@
 from training.presets._synthetic import (
     SYNTHETIC_COCO_TASK,
     SYNTHETIC_INIT,
+    SYNTHETIC_INSSEG_SOLVER,
     synthetic_solver_config,
     synthetic_stage2_training,
 )
@@ -12,7 +13,10 @@ PRESET = {
     "original": None,
     "model": {
         "config": synthetic_solver_config(
-            ["instance_segmentation"], soft_token_inputs=False, soft_mask_decoding=False
+            ["instance_segmentation"],
+            soft_token_inputs=False,
+            soft_mask_decoding=False,
+            **SYNTHETIC_INSSEG_SOLVER,
         )
     },
     "init": dict(SYNTHETIC_INIT),
