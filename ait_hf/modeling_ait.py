@@ -232,7 +232,12 @@ class AiTDecoderLayer(nn.Module):
 
 
 def fast_decoder_layer_step(
-    hidden: torch.Tensor, constants: tuple, cache: torch.Tensor, position: int, num_heads: int
+    hidden: torch.Tensor,
+    constants: tuple,
+    cache: torch.Tensor,
+    position: int | torch.Tensor,
+    num_heads: int,
+    attention_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One decoding position (B, d) of one decoder layer in eval mode, with as few tensor ops as possible.
 
@@ -240,20 +245,32 @@ def fast_decoder_layer_step(
     this writes the new key/value with one copy into `cache` (2, B, heads, max_length, head_dim), attends
     with two batched matmuls over views of the cache, and uses `addmm` on pre-transposed weight views.
     Equal to `AiTDecoderLayer.step` up to float rounding (tested).
+
+    Static-shape form (for `torch.compile`, one graph for every step): `position` a 0-d long tensor and
+    `attention_bias` (max_length,) 0 up to `position` and -inf after it; the whole (zero-initialised) cache is
+    attended with the later positions masked out.
     """
     (shape, eps, n1_w, n1_b, qkv_b, qkv_wt, o1_b, o1_wt, n2_w, n2_b, q2_b, q2_wt, mem_kt, mem_v, o2_b, o2_wt,
      n3_w, n3_b, fc1_b, fc1_wt, fc2_b, fc2_wt) = constants  # fmt: skip
     b, d = hidden.shape
     heads_total = b * num_heads
     head_dim = d // num_heads
-    length = position + 1
     # self-attention over the cache
     qkv = torch.addmm(qkv_b, F.layer_norm(hidden, shape, n1_w, n1_b, eps), qkv_wt)
-    cache[:, :, :, position] = qkv[:, d:].view(b, 2, num_heads, head_dim).transpose(0, 1)
+    new_keys_values = qkv[:, d:].view(b, 2, num_heads, head_dim).transpose(0, 1)
+    if attention_bias is None:
+        cache[:, :, :, position] = new_keys_values
+        length = position + 1
+    else:
+        cache.index_copy_(3, position.view(1), new_keys_values.unsqueeze(3))
+        length = cache.shape[3]
     keys = cache[0].view(heads_total, -1, head_dim)[:, :length]
     values = cache[1].view(heads_total, -1, head_dim)[:, :length]
     query = qkv[:, :d].reshape(heads_total, 1, head_dim)
-    context = torch.bmm(torch.bmm(query, keys.transpose(1, 2)).softmax(-1), values)
+    scores = torch.bmm(query, keys.transpose(1, 2))
+    if attention_bias is not None:
+        scores = scores + attention_bias
+    context = torch.bmm(scores.softmax(-1), values)
     hidden = torch.addmm(o1_b, context.view(b, d), o1_wt).add_(hidden)
     # cross-attention over the memory
     query = torch.addmm(q2_b, F.layer_norm(hidden, shape, n2_w, n2_b, eps), q2_wt).view(
@@ -378,6 +395,46 @@ class AiTDecoder(nn.Module):
         return self.final_layer_norm(hidden)
 
 
+def decoder_layers_step(
+    hidden: torch.Tensor,
+    position: int | torch.Tensor,
+    positions: torch.Tensor | None,
+    constants: list[tuple],
+    caches: torch.Tensor,
+    num_heads: int,
+) -> torch.Tensor:
+    """One decoding position (B, d) through every layer (`fast_decoder_layer_step`), before the final norm.
+
+    With `positions` (arange(max_length)) and a 0-d tensor `position` it runs the static-shape form: the same
+    graph for every step, which is what `compiled_decoder_layers_step` compiles.
+    """
+    attention_bias = None
+    if positions is not None:
+        attention_bias = torch.zeros(positions.shape, dtype=hidden.dtype, device=hidden.device)
+        attention_bias = attention_bias.masked_fill(positions > position, float("-inf"))
+    for layer_constants, cache in zip(constants, caches):
+        hidden = fast_decoder_layer_step(hidden, layer_constants, cache, position, num_heads, attention_bias)
+    return hidden
+
+
+_COMPILED_STEP = None
+
+
+def compiled_decoder_layers_step():
+    """`decoder_layers_step` through `torch.compile` (static shapes), created on first use.
+
+    Why compile: a decoding step is ~40 matrix-vector products plus ~150 small ops; inductor fuses the small
+    ops (layer norms, residual adds, softmax, masking) into a few C++ loops and calls the step's kernels
+    without Python dispatch (measured on the 2-core CPU: README, "Performance"). Not `fullgraph`: should a
+    model exceed dynamo's recompile limit (one graph per batch size and sequence length), it falls back to
+    the eager step instead of failing.
+    """
+    global _COMPILED_STEP
+    if _COMPILED_STEP is None:
+        _COMPILED_STEP = torch.compile(decoder_layers_step, dynamic=False)
+    return _COMPILED_STEP
+
+
 class AiTDecodingState:
     """Step-by-step decoding state: preallocated self-attention key/value cache, memory keys/values.
 
@@ -388,10 +445,17 @@ class AiTDecodingState:
     """
 
     def __init__(
-        self, decoder: AiTDecoder, memory: torch.Tensor, max_length: int, fast: bool | None = None
+        self,
+        decoder: AiTDecoder,
+        memory: torch.Tensor,
+        max_length: int,
+        fast: bool | None = None,
+        compiled: bool = False,
     ) -> None:
-        """`fast`: use `fast_decoder_layer_step` (default: when the decoder is in eval mode)."""
-        if fast and decoder.training:
+        """`fast`: use `fast_decoder_layer_step` (default: when the decoder is in eval mode). `compiled`: run
+        the fast step's static-shape form through `torch.compile` (one graph per batch size and `max_length`,
+        compiled on first use; see `compiled_decoder_layers_step`)."""
+        if (fast or compiled) and decoder.training:
             raise ValueError(
                 "the fast decoding step skips dropout and drop path: put the decoder in eval mode"
             )
@@ -399,10 +463,15 @@ class AiTDecodingState:
         self.memory_kv = decoder.memory_kv(memory)
         self.batch, heads = memory.shape[0], decoder.num_heads
         self.num_heads = heads
-        self.fast = not decoder.training if fast is None else fast
+        self.fast = compiled or (not decoder.training if fast is None else fast)
+        self.compiled = compiled
         head_dim = memory.shape[-1] // heads
-        # one buffer for all layers' keys and values: (layers, 2, B, heads, max_length, head_dim)
-        self.cache = memory.new_empty((len(decoder.layers), 2, self.batch, heads, max_length, head_dim))
+        # one buffer for all layers' keys and values: (layers, 2, B, heads, max_length, head_dim); the static
+        # form attends to every position (later ones with weight 0), so its cache must hold finite values
+        shape = (len(decoder.layers), 2, self.batch, heads, max_length, head_dim)
+        self.cache = memory.new_zeros(shape) if compiled else memory.new_empty(shape)
+        if compiled:
+            self.positions = torch.arange(max_length, device=memory.device)
         if self.fast:
             self.constants = [layer.step_constants(kv) for layer, kv in zip(decoder.layers, self.memory_kv)]
         else:
@@ -417,10 +486,15 @@ class AiTDecodingState:
         t = self.length
         if t >= self.max_length:
             raise ValueError(f"decoding state is full: it was allocated for {self.max_length} positions")
-        if self.fast:
-            hidden = inputs_embeds.reshape(self.batch, -1)
-            for constants, cache in zip(self.constants, self.cache):
-                hidden = fast_decoder_layer_step(hidden, constants, cache, t, self.num_heads)
+        if self.compiled:
+            hidden = compiled_decoder_layers_step()(  # contiguous: the first input is often an expanded view
+                inputs_embeds.reshape(self.batch, -1).contiguous(), self.positions[t], self.positions, self.constants,
+                self.cache, self.num_heads,
+            )  # fmt: skip
+        elif self.fast:
+            hidden = decoder_layers_step(
+                inputs_embeds.reshape(self.batch, -1), t, None, self.constants, self.cache, self.num_heads
+            )
         else:
             hidden = inputs_embeds.reshape(self.batch, 1, -1)
             for i, layer in enumerate(self.decoder.layers):
@@ -739,6 +813,9 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
                 tokenizer.requires_grad_(False)  # stage-1 tokenizers stay frozen in stage 2
         # intra-op threads of the autoregressive decoding loops (None: torch's setting); see `intra_op_threads`
         self.decode_num_threads: int | None = 1
+        # run the decoding steps through `torch.compile` (eval mode only; compiled on the first decode of each
+        # batch size and sequence length): `compiled_decoder_layers_step`
+        self.decode_compiled: bool = False
         self.post_init()
 
     def train(self, mode: bool = True) -> AiTForDepthAndInstanceSegmentation:
@@ -1015,7 +1092,7 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         """Depth codes one position at a time; returns hidden states (B, n, d), logits (B, n, codes), tokens."""
         cfg, decoder = self.config, self.decoder
         task_id = TASK_IDS["depth"]
-        state = AiTDecodingState(decoder, memory, n)
+        state = AiTDecodingState(decoder, memory, n, compiled=self.decode_compiled and not decoder.training)
         code_embeddings = decoder.token_embeddings[start:end]
         code_weight_t, code_bias = code_embeddings.t(), decoder.output_bias[start:end]
         positions = decoder.position_embeddings[task_id]
@@ -1053,7 +1130,9 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         length = cfg.object_length(task)
         total = cfg.num_queries * length
         task_id = TASK_IDS[task]
-        state = AiTDecodingState(decoder, memory, total)
+        state = AiTDecodingState(
+            decoder, memory, total, compiled=self.decode_compiled and not decoder.training
+        )
         positions = decoder.position_embeddings[task_id]
         embeddings = decoder.token_embeddings
         soft_masks = cfg.soft_mask_decoding and task == "instance_segmentation"

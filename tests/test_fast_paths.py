@@ -10,6 +10,8 @@
 On random tiny models and on the converted original fixtures (tests/fixtures/original).
 """
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -332,3 +334,60 @@ def test_decoding_threads_are_restored():
     assert torch.get_num_threads() == before
     assert_close(single[1], default[1])
     assert torch.equal(single[2], default[2])
+
+
+# ---------------------------------------------------------------------------------------- torch.compile
+@pytest.mark.parametrize("batch", [1, 3])
+def test_static_step_equals_fast_step(batch):
+    """The static-shape step (whole zeroed cache, later positions masked; what `decode_compiled` compiles) run
+    eagerly equals the sliced-cache fast step."""
+    from ait_hf.modeling_ait import decoder_layers_step
+
+    model = tiny_model(tasks=["depth"])
+    memory = torch.randn(batch, 16, 16)
+    with torch.no_grad():
+        fast = AiTDecodingState(model.decoder, memory, 12, fast=True)
+        static = AiTDecodingState(model.decoder, memory, 12, fast=True)
+        static.cache.zero_()
+        positions = torch.arange(12)
+        for t in range(12):
+            x = torch.randn(batch, 16)
+            expected = decoder_layers_step(x, t, None, fast.constants, fast.cache, fast.num_heads)
+            actual = decoder_layers_step(
+                x, positions[t], positions, static.constants, static.cache, static.num_heads
+            )
+            assert_close(actual, expected)
+        assert_close(static.cache, fast.cache)
+
+
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler"
+)
+@pytest.mark.parametrize("task", ["depth", "instance_segmentation"])
+def test_compiled_decoding_equals_decoding_without_cache(task):
+    """`model.decode_compiled = True` (the step through `torch.compile`) decodes what the straightforward
+    decoder computes, at batch 2 and batch 1 (a second graph)."""
+    from torch._dynamo.utils import counters
+
+    graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+    model = tiny_model()
+    model.decode_compiled = True
+    for batch in (2, 1):
+        memory = torch.randn(batch, 16, 16)
+        with torch.no_grad():
+            if task == "depth":
+                start, end = model.config.vocabulary.depth_range()
+                hidden, logits, tokens = model._decode_depth_autoregressive(memory, 16, start, end, None)
+                ref_hidden, ref_logits, ref_tokens, _ = decode_without_cache(model, memory, "depth", 16)
+                assert_close(logits, torch.stack(ref_logits, 1))
+            else:
+                out = model._decode_objects(memory, task, True, None)
+                hidden, tokens = out.decoder_hidden_states, out.sequences
+                total = model.config.num_queries * model.config.object_length(task)
+                ref_hidden, _, ref_tokens, ref_scores = decode_without_cache(model, memory, task, total)
+                assert_close(out.pred_scores, torch.stack(ref_scores, 1))
+        assert_close(hidden, ref_hidden)
+        assert torch.equal(tokens, ref_tokens)
+    # it ran compiled (one graph per batch size, no graph break), not through the eager fallback
+    assert counters["stats"]["unique_graphs"] - graphs == 2
+    assert sum(counters["graph_break"].values()) == breaks

@@ -40,11 +40,15 @@ BENCHES: dict[str, tuple[str, str | None]] = {
     "depth_decode_b1": ("depth AR decode, encoder + 225 steps", "depth_decode"),
     "depth_decode_b8": ("depth AR decode, encoder + 225 steps, batch 8", None),
     "depth_decode_b8_threads": ("depth AR decode, batch 8, decode_num_threads=None (all threads)", None),
+    "depth_decode_b1_compiled": ("depth AR decode, encoder + 225 steps, decode_compiled (torch.compile)", "depth_decode"),
+    "depth_decode_b8_compiled": ("depth AR decode, batch 8, decode_compiled", None),
     "parallel_decode_b1": ("AiT-P depth decode, encoder + one decoder pass", "parallel_decode"),
     "parallel_decode_b8": ("AiT-P depth decode, encoder + one decoder pass, batch 8", None),
     "insseg_decode_b1": ("instance seg. decode, encoder + prefix of the 2100 steps (top-p 0.3)", "insseg_decode"),
     "insseg_decode_b8": ("instance seg. decode, same prefix, batch 8", None),
     "insseg_decode_b8_threads": ("instance seg. decode, batch 8, decode_num_threads=None (all threads)", None),
+    "insseg_decode_b1_compiled": ("instance seg. decode, same prefix, decode_compiled (torch.compile)", "insseg_decode"),
+    "insseg_decode_b8_compiled": ("instance seg. decode, same prefix, batch 8, decode_compiled", None),
     "vqvae_decode_soft": ("depth VQ-VAE decode_soft to 480x480", "vqvae_decode_soft"),
     "e2e_depth480_b1": ("end to end AiT depth (AR), 480x480 image to metres", "e2e_depth"),
     "e2e_parallel_depth480_b1": ("end to end AiT-P depth, 480x480 image to metres", "e2e_parallel_depth"),
@@ -115,6 +119,7 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
         elif name.startswith(("depth_decode", "parallel_decode")):
             model = _ait(DEPTH if name.startswith("depth") else DEPTH_PARALLEL)
             model.decode_num_threads = None if name.endswith("_threads") else model.decode_num_threads
+            model.decode_compiled = name.endswith("_compiled")  # compiled in the warm-up call
             features = torch.randn(batch, 1024, 15, 15)
             start, end = model.config.vocabulary.depth_range()
 
@@ -131,6 +136,7 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
         elif name.startswith("insseg_decode"):
             model = _ait(INSSEG)
             model.decode_num_threads = None if name.endswith("_threads") else model.decode_num_threads
+            model.decode_compiled = name.endswith("_compiled")  # compiled in the warm-up call
             model.config.num_queries = max(1, insseg_steps // 21)
             features = torch.randn(batch, 1024, 20, 20)
 
@@ -291,11 +297,11 @@ def report(results: list[dict], reference: dict[str, dict], threads: int, load: 
         if a in by_name and b in by_name:
             lines.append(f"- {text}: {by_name[a]['seconds'] / by_name[b]['seconds']:.2f}x")
 
-    def batch_gain(name: str) -> None:  # images/s at batch 8 over batch 1 (same number of steps)
-        b1, b8 = by_name.get(f"{name}_b1"), by_name.get(f"{name}_b8")
+    def batch_gain(name: str, suffix: str = "") -> None:  # images/s at batch 8 over batch 1 (same steps)
+        b1, b8 = by_name.get(f"{name}_b1{suffix}"), by_name.get(f"{name}_b8{suffix}")
         if b1 and b8:
             lines.append(
-                f"- {name}: images/s at batch 8 / batch 1 = {8 * b1['seconds'] / b8['seconds']:.2f}x"
+                f"- {name}{suffix}: images/s at batch 8 / batch 1 = {8 * b1['seconds'] / b8['seconds']:.2f}x"
             )
 
     if "matmul" in by_name:
@@ -324,6 +330,9 @@ def report(results: list[dict], reference: dict[str, dict], threads: int, load: 
     )
     for name in ("insseg_decode", "depth_decode", "parallel_decode"):
         batch_gain(name)
+    for name in ("insseg_decode", "depth_decode"):
+        batch_gain(name, "_compiled")
+        ratio(f"{name}_b1_compiled", f"{name}_b1", f"{name}: decode_compiled / eager time at batch 1")
     for name in ("insseg_decode", "depth_decode"):
         b1, b8 = by_name.get(f"{name}_b1"), by_name.get(f"{name}_b8_threads")
         if b1 and b8:
