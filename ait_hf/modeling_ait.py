@@ -813,8 +813,9 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
                 tokenizer.requires_grad_(False)  # stage-1 tokenizers stay frozen in stage 2
         # intra-op threads of the autoregressive decoding loops (None: torch's setting); see `intra_op_threads`
         self.decode_num_threads: int | None = 1
-        # run the decoding steps through `torch.compile` (eval mode only; compiled on the first decode of each
-        # batch size and sequence length): `compiled_decoder_layers_step`
+        # run batch-1 decoding steps through `torch.compile` (eval mode only; compiled on the first decode of each
+        # sequence length): `compiled_decoder_layers_step`. Larger batches keep the eager step, which was faster
+        # there (README, "Performance")
         self.decode_compiled: bool = False
         self.post_init()
 
@@ -828,6 +829,10 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         return self
 
     # ------------------------------------------------------------------ helpers
+    def _compile_decoding(self, memory: torch.Tensor) -> bool:
+        """Whether a decode of this memory takes the compiled step (`decode_compiled`, eval mode, batch 1)."""
+        return self.decode_compiled and not self.decoder.training and memory.shape[0] == 1
+
     def _check_task(self, task: str) -> None:
         if task not in SUPPORTED_TASKS:
             raise ValueError(f"unknown task {task!r}; supported tasks are {list(SUPPORTED_TASKS)}")
@@ -1092,7 +1097,7 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         """Depth codes one position at a time; returns hidden states (B, n, d), logits (B, n, codes), tokens."""
         cfg, decoder = self.config, self.decoder
         task_id = TASK_IDS["depth"]
-        state = AiTDecodingState(decoder, memory, n, compiled=self.decode_compiled and not decoder.training)
+        state = AiTDecodingState(decoder, memory, n, compiled=self._compile_decoding(memory))
         code_embeddings = decoder.token_embeddings[start:end]
         code_weight_t, code_bias = code_embeddings.t(), decoder.output_bias[start:end]
         positions = decoder.position_embeddings[task_id]
@@ -1130,9 +1135,7 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         length = cfg.object_length(task)
         total = cfg.num_queries * length
         task_id = TASK_IDS[task]
-        state = AiTDecodingState(
-            decoder, memory, total, compiled=self.decode_compiled and not decoder.training
-        )
+        state = AiTDecodingState(decoder, memory, total, compiled=self._compile_decoding(memory))
         positions = decoder.position_embeddings[task_id]
         embeddings = decoder.token_embeddings
         soft_masks = cfg.soft_mask_decoding and task == "instance_segmentation"
