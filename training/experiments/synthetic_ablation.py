@@ -55,7 +55,7 @@ QUICK_BUDGET = {
     "depth_steps": 500, "insseg_steps": 300,
 }  # fmt: skip
 # The learning tests' budget (tests/test_learning.py): one solver each, with more steps than the ablation's
-# (which trains 3 seeds x 6 solvers): ~4 min of one core for depth, ~22 min for instance segmentation.
+# (which trains 3 seeds x 6 solvers): ~4 min of one core for depth, ~28 min for instance segmentation.
 LEARNING_TEST_BUDGET = {**FULL_BUDGET, "depth_steps": 4000, "insseg_steps": 12000}
 
 # name -> (preset, depth tokenizer run) of the depth solvers; insseg solvers use the mask tokenizer.

@@ -63,6 +63,9 @@ SYNTHETIC_INSSEG_SOLVER = {
     },
     "encoder_grid": [8, 8], "d_model": 64, "ffn_dim": 128,
 }  # fmt: skip
+# Instance solvers keep their lr constant after warmup: their box tokens are still leaving the coordinate marginal
+# when an annealed lr has decayed (12,000 steps: held-out mask AP 0.081 constant vs 0.044 annealed to 1%).
+SYNTHETIC_INSSEG_MIN_LR_RATIO = 1.0
 
 
 def synthetic_solver_config(tasks: list[str], **kwargs) -> dict:
@@ -93,9 +96,11 @@ def synthetic_stage1_training(
     }  # fmt: skip
 
 
-def synthetic_stage2_training(max_steps: int = 4000, lr: float = 5e-4, warmup_steps: int = 300) -> dict:
-    """Stage-2 settings: layer-decay AdamW, warmup then linear annealing to 1% (it follows ``--max-steps``),
-    no intermediate checkpoints.
+def synthetic_stage2_training(
+    max_steps: int = 4000, lr: float = 5e-4, warmup_steps: int = 300, min_lr_ratio: float = 0.01
+) -> dict:
+    """Stage-2 settings: layer-decay AdamW, warmup then linear annealing to `min_lr_ratio` (it follows
+    ``--max-steps``; 1.0 keeps the lr constant after warmup), no intermediate checkpoints.
 
     From random weights a solver first fits the input-independent token prior; at lr >= 1e-3 its input path
     stayed collapsed there, while 5e-4 with a 300-step warmup starts reading the image after ~1000 steps
@@ -108,7 +113,8 @@ def synthetic_stage2_training(max_steps: int = 4000, lr: float = 5e-4, warmup_st
             "no_decay_names": ORIGINAL_NO_DECAY_NAMES,
         },
         "schedule": {
-            "type": "linear_annealing", "min_lr_ratio": 0.01, "warmup_steps": warmup_steps, "warmup_ratio": 0.1,
+            "type": "linear_annealing", "min_lr_ratio": min_lr_ratio, "warmup_steps": warmup_steps,
+            "warmup_ratio": 0.1,
         },
         "max_grad_norm": 10.0, "mixed_precision": "no", "eval_steps": None, "save_strategy": "no",
         "save_steps": None, "logging_steps": 50, "dataloader_num_workers": 0, "seed": 0,

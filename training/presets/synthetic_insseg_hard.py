@@ -3,6 +3,7 @@
 from training.presets._synthetic import (
     SYNTHETIC_COCO_TASK,
     SYNTHETIC_INIT,
+    SYNTHETIC_INSSEG_MIN_LR_RATIO,
     SYNTHETIC_INSSEG_SOLVER,
     synthetic_solver_config,
     synthetic_stage2_training,
@@ -21,5 +22,5 @@ PRESET = {
     },
     "init": dict(SYNTHETIC_INIT),
     "tasks": {"instance_segmentation": dict(SYNTHETIC_COCO_TASK)},
-    "training": synthetic_stage2_training(),
+    "training": synthetic_stage2_training(min_lr_ratio=SYNTHETIC_INSSEG_MIN_LR_RATIO),
 }
