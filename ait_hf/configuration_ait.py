@@ -272,6 +272,9 @@ class AiTConfig(PretrainedConfig):
         class_label_corruption: `"rand_n_fake_cls"`, `"rand_cls"` or `"none"`.
         detection_loss_weight, instance_loss_weight: task loss weights.
         box_loss_weight, class_loss_weight, mask_loss_weight: token-class weights of the cross-entropy.
+        box_regression_loss_weight: weight of an L1 loss between the expected box bin under the softmax over
+            the box bins and the target bin (in units of the image side), added per supervised box token. Not
+            in the original (0 keeps its losses); a dense location signal that the cross-entropy lacks.
         mask_decoder_loss_weight, mask_dice_loss_weight, max_objects_decoder_loss: the instance mask
             auxiliary loss (dice + MSE of soft-decoded masks).
     """
@@ -319,6 +322,7 @@ class AiTConfig(PretrainedConfig):
         detection_loss_weight: float = 1.0,
         instance_loss_weight: float = 1.0,
         box_loss_weight: float = 1.0,
+        box_regression_loss_weight: float = 0.0,
         class_loss_weight: float = 1.0,
         mask_loss_weight: float = 0.2,
         mask_decoder_loss_weight: float = 5.0,
@@ -391,6 +395,7 @@ class AiTConfig(PretrainedConfig):
         self.detection_loss_weight = detection_loss_weight
         self.instance_loss_weight = instance_loss_weight
         self.box_loss_weight = box_loss_weight
+        self.box_regression_loss_weight = box_regression_loss_weight
         self.class_loss_weight = class_loss_weight
         self.mask_loss_weight = mask_loss_weight
         self.mask_decoder_loss_weight = mask_decoder_loss_weight

@@ -978,6 +978,20 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
             weight[slice(*vocab.mask_range())] = cfg.mask_loss_weight
         return weight
 
+    def soft_box_l1(self, box_logits: torch.Tensor, box_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed |expected bin - target bin| / num_bins over supervised box tokens, and their count.
+
+        The expectation is under the softmax over the box bins alone, so the loss pulls probability mass towards
+        the target from wherever it is (the cross-entropy scores a near miss like a far one).
+        """
+        start, end = self.config.vocabulary.box_range()
+        supervised = (box_labels >= start) & (box_labels < end)
+        probs = box_logits[..., start:end].float().softmax(-1)
+        bins = torch.arange(end - start, device=probs.device, dtype=probs.dtype)
+        expected = (probs * bins).sum(-1)
+        distance = (expected - (box_labels - start).to(probs.dtype)).abs() / (end - start - 1)
+        return distance[supervised].sum(), supervised.sum()
+
     def task_loss(
         self, task, logits, labels, depth_labels=None, mask_labels=None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -1018,6 +1032,10 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         cls_ce, _ = part_ce(slice(4, 5))
         ce_sum = F.cross_entropy(flat_logits, labels.flatten(), weight=weight, reduction="sum")
         terms = {"cls_ce": cls_ce, "bbox_ce": bbox_ce}
+        if cfg.box_regression_loss_weight > 0:
+            box_l1_sum, num_boxes = self.soft_box_l1(objects_logits[:, :, :4], objects_labels[:, :, :4])
+            terms["bbox_l1"] = box_l1_sum / num_boxes.clamp(min=1)
+            ce_sum = ce_sum + cfg.box_regression_loss_weight * box_l1_sum
         if task == "object_detection":
             return ce_sum * cfg.detection_loss_weight / num_targets, terms
         mask_ce, num_mask_targets = part_ce(slice(5, length))

@@ -1,6 +1,7 @@
 """AiT task solver on tiny configs: shapes, fast paths equal straightforward paths, training from raw targets."""
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -209,6 +210,33 @@ def test_instance_training_from_raw_targets():
         object_targets=[{k: v for k, v in t.items() if k != "masks"} for t in _targets()],
     )
     assert set(out.loss_terms) == {"cls_ce", "bbox_ce"} and torch.isfinite(out.loss)
+
+
+def test_soft_box_l1_values_and_loss_term():
+    model = tiny_model(box_regression_loss_weight=2.0)
+    start, end = model.config.vocabulary.box_range()
+    num_bins = end - start - 1
+    logits = torch.full((1, 3, 4, model.config.vocab_size), -1e4)
+    labels = torch.tensor([[[10, 20, 30, 40], [5, 5, 5, 5], [-100, -100, -100, -100]]])
+    logits[0, 0, torch.arange(4), labels[0, 0]] = 0.0  # all mass on the target bins: distance 0
+    logits[0, 1, :, start:end] = 0.0  # uniform over the bins: expected bin num_bins / 2
+    logits[0, 2, :, start + 7] = 0.0  # unsupervised (noise object) tokens do not count
+    total, count = model.soft_box_l1(logits, labels)
+    assert count == 8
+    torch.testing.assert_close(total, torch.tensor(4 * (num_bins / 2 - 5) / num_bins))
+    # the term enters the instance loss linearly in its weight (0: the original loss, no term logged)
+    pixels = torch.randn(2, 3, 128, 128)
+    losses = []
+    for weight in (0.0, 1.0, 2.0):
+        random.seed(0)  # the same training sequences for each weight
+        torch.manual_seed(0)
+        out = tiny_model(box_regression_loss_weight=weight).train()(
+            pixels, task="instance_segmentation", object_targets=_targets()
+        )
+        assert ("bbox_l1" in out.loss_terms) == (weight > 0)
+        losses.append(out.loss.detach())
+    assert losses[1] > losses[0]
+    torch.testing.assert_close(losses[2] - losses[0], 2 * (losses[1] - losses[0]))
 
 
 def test_mask_crops_match_the_original(fixtures_dir):
