@@ -978,7 +978,9 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
             weight[slice(*vocab.mask_range())] = cfg.mask_loss_weight
         return weight
 
-    def soft_box_l1(self, box_logits: torch.Tensor, box_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def soft_box_l1(
+        self, box_logits: torch.Tensor, box_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed |expected bin - target bin| / num_bins over supervised box tokens, and their count.
 
         The expectation is under the softmax over the box bins alone, so the loss pulls probability mass towards
