@@ -101,7 +101,8 @@ def test_tiny_pipeline_learns_depth(tmp_path):
 @pytest.mark.slow
 def test_tiny_pipeline_learns_instances(tmp_path):
     """Held-out mask AP above `MASK_AP_FLOOR` after `LEARNING_TEST_BUDGET["insseg_steps"]` steps (~30 min of
-    one core). Passed in its one run with the constant-lr preset (29.5 min); failed with the annealed lr."""
+    one core), and 5x the image-blind control's (each scene's detections scored against the next scene's objects).
+    Passed in its one run with the constant-lr preset (29.5 min); failed with the annealed lr."""
     torch.set_num_threads(1)
     budget = dict(ablation.LEARNING_TEST_BUDGET)
     paths = ablation.write_data(tmp_path / "data", budget, data_seed=0)
@@ -114,7 +115,11 @@ def test_tiny_pipeline_learns_instances(tmp_path):
         mask_tokenizer=mask_tokenizer,
     )  # fmt: skip
     coco = ablation.evaluate_insseg_model(insseg_solver, paths)
-    assert coco["segm_AP"] > MASK_AP_FLOOR, {key: coco[key] for key in ("segm_AP", "segm_AP50", "bbox_AP")}
+    blind = ablation.image_blind_insseg_control(insseg_solver, paths)
+    report = {key: (coco[key], blind[key]) for key in ("segm_AP", "segm_AP50", "bbox_AP")}
+    assert coco["segm_AP"] > MASK_AP_FLOOR, report
+    # it localises what the image shows: scored against another scene's objects it must do far worse
+    assert coco["segm_AP"] > 5 * blind["segm_AP"], report
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no bundled default model")
@@ -163,3 +168,15 @@ def test_depth_baselines_are_exact_on_a_tiny_world(tmp_path):
     assert ablation.mean_depth_baseline(paths)["rmse"] == pytest.approx(expected_mean, rel=1e-4)
     assert ablation.per_pixel_depth_baseline(paths)["rmse"] == pytest.approx(expected_prior, rel=1e-4)
     assert expected_prior < expected_mean  # the fixed camera makes the layout predictable per pixel
+
+
+def test_image_blind_control_pairs_each_scene_with_the_previous_image(tmp_path):
+    import numpy as np
+
+    paths = ablation.write_data(tmp_path / "data", {"scenes_train": 2, "scenes_test": 3}, data_seed=5)
+    data = ablation.held_out_coco(paths)
+    rolled = ablation.images_rolled_by_one(data)
+    assert rolled["image_id"] == data["image_id"] and len(rolled) == 3
+    for index in range(3):
+        np.testing.assert_array_equal(np.asarray(rolled[index]["image"]), np.asarray(data[index - 1]["image"]))
+    assert not np.array_equal(np.asarray(rolled[0]["image"]), np.asarray(data[0]["image"]))

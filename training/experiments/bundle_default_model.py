@@ -1,7 +1,8 @@
 """Train the bundled default model (`ait_hf/default_model`) on synthetic scenes and write its model card.
 
 The model is the ``synthetic_joint`` preset (instance segmentation + depth) trained with the real stage-1 and
-stage-2 entry points on rendered rooms (`ait_hf.data.scenes`), NOT on NYUv2 or COCO. Its card reports metrics on
+stage-2 entry points on rendered rooms in two phases: a ``synthetic_insseg`` solver first (its boxes need many
+steps, README "Does it learn?"), then the joint solver starting from it (`ait_hf.data.scenes`), NOT on NYUv2 or COCO. Its card reports metrics on
 the first ``CARD_SCENES`` held-out scenes (NYUv2 "test" = COCO "val2017" of data seed 0, never trained on), which
 `card_metrics` recomputes (greedy decoding, deterministic) and ``tests/test_learning.py`` compares with the card.
 A few held-out scenes are saved as sample images under ``samples/``. Command line::
@@ -38,7 +39,7 @@ CARD_SCENES = 16  # held-out scenes the card's metrics are measured on (and the 
 NUM_SAMPLES = 3
 DEFAULT_BUDGET = {
     "scenes_train": 2000, "scenes_test": CARD_SCENES, "depth_vqvae_steps": 800, "mask_vqvae_steps": 300,
-    "joint_steps": 4000,
+    "insseg_steps": 12000, "joint_steps": 3000,
 }  # fmt: skip
 # Metrics on the card: (card label, key of `card_metrics`), in the card's order.
 CARD_METRICS = (
@@ -111,6 +112,17 @@ def save_samples(out: Path, count: int = NUM_SAMPLES) -> list[str]:
     return names
 
 
+def describe_architecture(config: Any) -> str:
+    """One line on the solver's size for the card, read from its config."""
+    backbone = config.backbone_config
+    if not isinstance(backbone, dict):
+        backbone = backbone.to_dict()
+    return (
+        f"SwinV2 backbone of width {backbone['embed_dim']} with {len(backbone['depths'])} stages, "
+        f"{config.encoder_layers} encoder and {config.decoder_layers} decoder layers of width {config.d_model}"
+    )
+
+
 def write_card(
     out: Path, metrics: dict[str, float], baseline: dict[str, float], info: dict[str, Any]
 ) -> None:
@@ -133,8 +145,7 @@ tags: [ait, depth-estimation, instance-segmentation, synthetic-data, toy-model]
 
 # ait-hf default model: a tiny AiT trained on synthetic rooms
 
-**What it is.** A {info["parameters"] / 1e3:.0f}k-parameter AiT (SwinV2 backbone of width 16, 1 encoder and 2 decoder
-layers of width 32) for monocular depth (parallel decoding, AiT-P) and instance segmentation (classes: box,
+**What it is.** A {info["parameters"] / 1e3:.0f}k-parameter AiT ({info["architecture"]}) for monocular depth (parallel decoding, AiT-P) and instance segmentation (classes: box,
 sphere, cylinder), with its own depth tokenizer (8x8 grid, 32 codes) and mask tokenizer (4x4 grid, 32 codes). It is what
 `ait-hf predict` uses when no `--model` is given, so that the package does something on a fresh install.
 
@@ -150,7 +161,10 @@ configuration and has nothing to do with the paper's numbers.
 (presets `synthetic_depth_vqvae`, `synthetic_mask_vqvae`, `synthetic_joint`; seed {info["seed"]}, data seed {DATA_SEED}):
 - data: {budget["scenes_train"]} training scenes (the same scenes in the NYUv2 and COCO layouts);
 - depth tokenizer: {budget["depth_vqvae_steps"]} steps, batch 16; mask tokenizer: {budget["mask_vqvae_steps"]} steps, batch 32;
-- joint solver: {budget["joint_steps"]} steps (each step 8 depth crops + 8 object images), from random weights;
+- instance segmentation solver (`synthetic_insseg`): {budget["insseg_steps"]} steps of 8 object images, from random
+  weights, lr constant after warm-up;
+- joint solver: {budget["joint_steps"]} steps (each step 8 depth crops + 8 object images), starting from the instance
+  solver (its depth parts from random weights), lr annealed;
 - wall time {info["wall_time_s"] / 60:.1f} min on a shared 2-core CPU (1 torch thread), load average
   {info["load_average"]} (other engineers' jobs shared the machine).
 
@@ -204,9 +218,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     mask_tokenizer = train_stage1(
         "synthetic_mask_vqvae", work / "mask_vqvae", paths, args.seed, budget["mask_vqvae_steps"], cache
     )
+    instance_solver = train_stage2(
+        "synthetic_insseg", work / "insseg", paths, args.seed, budget["insseg_steps"], cache,
+        mask_tokenizer=mask_tokenizer,
+    )  # fmt: skip
     solver = train_stage2(
         "synthetic_joint", work / "joint", paths, args.seed, budget["joint_steps"], cache,
-        depth_tokenizer=depth_tokenizer, mask_tokenizer=mask_tokenizer,
+        depth_tokenizer=depth_tokenizer, mask_tokenizer=mask_tokenizer, load_from=instance_solver,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     # A rerun with every stage already trained (folders in --work) reports the wall time of the run that trained.
@@ -223,13 +241,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             shutil.copy2(solver / name, out / name)
     from ait_hf.modeling_ait import AiTForDepthAndInstanceSegmentation
 
-    parameters = sum(p.numel() for p in AiTForDepthAndInstanceSegmentation.from_pretrained(out).parameters())
+    model = AiTForDepthAndInstanceSegmentation.from_pretrained(out)
+    parameters = sum(p.numel() for p in model.parameters())
     metrics = card_metrics(out, work / "card_scenes")
     card_scenes = write_card_scenes(work / "card_scenes")
     baseline = mean_depth_baseline(paths, held_out=card_scenes)
     per_pixel = per_pixel_depth_baseline(paths, held_out=card_scenes)
     info = {"budget": budget, "seed": args.seed, "wall_time_s": elapsed, "load_average": recorded["load_average"],
-            "parameters": parameters, "per_pixel_rmse": per_pixel["rmse"]}  # fmt: skip
+            "parameters": parameters, "per_pixel_rmse": per_pixel["rmse"],
+            "architecture": describe_architecture(model.config)}  # fmt: skip
     save_samples(out)
     write_card(out, metrics, baseline, info)
     (work / "card_metrics.json").write_text(

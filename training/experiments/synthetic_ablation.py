@@ -114,9 +114,10 @@ def train_stage1(
 
 def train_stage2(
     preset: str, output_dir: Path, paths: dict[str, Path], seed: int, steps: int, cache: Path,
-    depth_tokenizer: Path | None = None, mask_tokenizer: Path | None = None,
+    depth_tokenizer: Path | None = None, mask_tokenizer: Path | None = None, load_from: Path | None = None,
 ) -> Path:  # fmt: skip
-    """A stage-2 solver run (skipped when its saved folder exists); returns the folder."""
+    """A stage-2 solver run (skipped when its saved folder exists), optionally starting from the matching
+    tensors of the solver in `load_from`; returns the folder."""
     from training import stage2
 
     if (output_dir / "config.json").is_file():
@@ -127,6 +128,8 @@ def train_stage2(
         argv += ["--depth-tokenizer", str(depth_tokenizer)]
     if mask_tokenizer is not None:
         argv += ["--coco-root", str(paths["coco_root"]), "--mask-tokenizer", str(mask_tokenizer)]
+    if load_from is not None:
+        argv += ["--load-from", str(load_from)]
     stage2.main(argv)
     return output_dir
 
@@ -165,17 +168,36 @@ def evaluate_depth_model(
 
 
 def evaluate_insseg_model(
-    model_dir: Path, paths: dict[str, Path], limit: int | None = None
+    model_dir: Path, paths: dict[str, Path], limit: int | None = None, dataset: Any = None
 ) -> dict[str, float]:
-    """Held-out COCO box and mask AP of a saved solver (greedy decoding)."""
+    """Held-out COCO box and mask AP of a saved solver (greedy decoding); `dataset` replaces the held-out
+    rows (same ids)."""
     from ait_hf.evaluation.runner import evaluate_coco, load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir, "cpu")
     result = evaluate_coco(
-        model, held_out_coco(paths), str(paths["coco_val_annotation_file"]), task="instance_segmentation",
+        model, held_out_coco(paths) if dataset is None else dataset, str(paths["coco_val_annotation_file"]), task="instance_segmentation",
         processor=processor, batch_size=8, limit=limit, top_p=0.0, progress=False,
     )  # fmt: skip
     return dict(result.metrics)
+
+
+def image_blind_insseg_control(model_dir: Path, paths: dict[str, Path]) -> dict[str, float]:
+    """The solver's held-out COCO AP with each scene's detections scored against the NEXT scene's annotations.
+
+    The images are rolled by one against their ids, so what still scores is what the solver would find without
+    reading the image (where objects usually are in this fixed-camera world, their usual sizes): the AP that a
+    solver fitting only the box prior gets. A solver that localises must score well above it.
+    """
+    return evaluate_insseg_model(model_dir, paths, dataset=images_rolled_by_one(held_out_coco(paths)))
+
+
+def images_rolled_by_one(data: Any) -> Any:
+    """`data` with row i's ``image`` replaced by row i - 1's (cyclically); every other column kept."""
+    from datasets import concatenate_datasets
+
+    images = data.select_columns(["image"]).select(np.roll(np.arange(len(data)), 1))
+    return concatenate_datasets([data.remove_columns(["image"]), images], axis=1)
 
 
 def depth_upper_bound(tokenizer_dir: Path, paths: dict[str, Path]) -> dict[str, float]:
