@@ -178,5 +178,7 @@ def test_image_blind_control_pairs_each_scene_with_the_previous_image(tmp_path):
     rolled = ablation.images_rolled_by_one(data)
     assert rolled["image_id"] == data["image_id"] and len(rolled) == 3
     for index in range(3):
-        np.testing.assert_array_equal(np.asarray(rolled[index]["image"]), np.asarray(data[index - 1]["image"]))
+        np.testing.assert_array_equal(
+            np.asarray(rolled[index]["image"]), np.asarray(data[index - 1]["image"])
+        )
     assert not np.array_equal(np.asarray(rolled[0]["image"]), np.asarray(data[0]["image"]))

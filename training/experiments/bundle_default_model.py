@@ -27,6 +27,7 @@ import torch
 from training.experiments.synthetic_ablation import (
     evaluate_depth_model,
     evaluate_insseg_model,
+    image_blind_insseg_control,
     mean_depth_baseline,
     per_pixel_depth_baseline,
     train_stage1,
@@ -49,6 +50,7 @@ CARD_METRICS = (
     ("Mask AP", "segm_AP"),
     ("Mask AP50", "segm_AP50"),
     ("Box AP", "bbox_AP"),
+    ("Mask AP, image-blind control", "segm_AP_image_blind"),
 )
 
 
@@ -75,9 +77,11 @@ def card_metrics(model_dir: str | os.PathLike, scenes_root: str | os.PathLike) -
     paths = write_card_scenes(scenes_root)
     depth = evaluate_depth_model(Path(model_dir), paths)
     coco = evaluate_insseg_model(Path(model_dir), paths)
+    blind = image_blind_insseg_control(Path(model_dir), paths)
     return {
         "depth_rmse": depth["rmse"], "depth_abs_rel": depth["abs_rel"], "depth_d1": depth["d1"],
         "segm_AP": coco["segm_AP"], "segm_AP50": coco["segm_AP50"], "bbox_AP": coco["bbox_AP"],
+        "segm_AP_image_blind": blind["segm_AP"],
     }  # fmt: skip
 
 
@@ -181,7 +185,9 @@ depth without flips over all valid pixels (no NYU crop), COCO AP with pycocotool
 
 For scale, predicting the training-set mean depth ({baseline["mean_depth"]:.2f} m) everywhere gives depth RMSE
 {baseline["rmse"]:.3f} m on these scenes, predicting each pixel's training-set mean depth (ignoring the image)
-{info["per_pixel_rmse"]:.3f} m, and predicting no object gives mask AP 0.
+{info["per_pixel_rmse"]:.3f} m, and predicting no object gives mask AP 0. The image-blind control scores each scene's
+detections against the next scene's objects: what the model would get from where objects usually are, without
+reading the image.
 
 ## Use
 ```
