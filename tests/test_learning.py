@@ -182,3 +182,19 @@ def test_image_blind_control_pairs_each_scene_with_the_previous_image(tmp_path):
             np.asarray(rolled[index]["image"]), np.asarray(data[index - 1]["image"])
         )
     assert not np.array_equal(np.asarray(rolled[0]["image"]), np.asarray(data[0]["image"]))
+
+
+def test_ablation_script_runs_end_to_end_on_a_toy_budget(tmp_path):
+    """Every stage of `synthetic_ablation` (data, 3 tokenizers, 6 solvers, evaluations, the report) at a toy
+    budget (~15 s): the numbers mean nothing, the plumbing is what is checked."""
+    toy = ["scenes_train=8", "scenes_test=4", "depth_vqvae_steps=2", "mask_vqvae_steps=2", "depth_steps=2",
+           "insseg_steps=2"]  # fmt: skip
+    summary = ablation.main(["--out", str(tmp_path), "--seeds", "0", "--set", *toy])
+    results = summary["results"][0]
+    for name in (*ablation.DEPTH_SOLVERS, *ablation.INSSEG_SOLVERS):
+        assert (tmp_path / "seed0" / name / "model.safetensors").is_file(), name
+    for _, key, metric, _ in ablation.ROWS:
+        assert metric in results[key], (key, metric)
+    report = (tmp_path / "results.md").read_text()
+    assert all(f"| {label} |" in report for label, *_ in ablation.ROWS)
+    assert summary["budget"]["insseg_steps"] == 2 and "--set" in summary["command"]

@@ -320,6 +320,7 @@ def run_seed(
             mask_tokenizer=tokenizers["mask_vqvae"],
         )  # fmt: skip
         results[name] = timed(f"evaluate {name}", evaluate_insseg_model, folder, paths)
+        results[f"{name}_image_blind"] = image_blind_insseg_control(folder, paths)
     results["timings_s"] = timings
     return results
 
@@ -351,6 +352,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("Instance seg., hard mask tokens", "insseg_hard", "segm_AP", "higher"),
     ("Instance seg., soft mask tokens: box AP", "insseg_soft", "bbox_AP", "higher"),
     ("Instance seg., hard mask tokens: box AP", "insseg_hard", "bbox_AP", "higher"),
+    ("Instance seg., soft: image-blind control", "insseg_soft_image_blind", "segm_AP", "higher"),
 ]
 
 
