@@ -45,6 +45,27 @@ def test_synthetic_presets_fit_together():
     assert load_preset("synthetic_depth_vqvae")["data"]["train_transform"]["mask_ratio"] > 0.0
 
 
+@pytest.mark.parametrize(
+    ("soft", "hard", "soft_decoding", "aux_loss"),
+    [
+        ("synthetic_depth", "synthetic_depth_hard", "depth_soft_decoding", "depth_decoder_loss_weight"),
+        ("synthetic_insseg", "synthetic_insseg_hard", "soft_mask_decoding", "mask_decoder_loss_weight"),
+    ],
+)
+def test_hard_token_presets_differ_from_soft_only_in_soft_tokens(soft, hard, soft_decoding, aux_loss):
+    """The ablation's hard arm drops all three uses of soft tokens (decoder inputs, decoding, and the soft-decode
+    auxiliary loss, which needs differentiable soft codes) and nothing else."""
+    from ait_hf import AiTConfig
+
+    soft_config = AiTConfig(**load_preset(soft)["model"]["config"]).to_dict()
+    hard_config = AiTConfig(**load_preset(hard)["model"]["config"]).to_dict()
+    differing = {key for key in soft_config if soft_config[key] != hard_config.get(key)}
+    assert differing == {"soft_token_inputs", soft_decoding, aux_loss}
+    assert hard_config[aux_loss] == 0.0 < soft_config[aux_loss]
+    assert soft_config["soft_token_inputs"] and soft_config[soft_decoding]
+    assert load_preset(soft)["training"] == load_preset(hard)["training"]
+
+
 def test_ablation_table_reports_mean_and_spread():
     per_seed = {
         0: {"depth_ar_soft": {"rmse": 1.0}, "insseg_soft": {"segm_AP": 0.2, "bbox_AP": 0.3}},

@@ -1,4 +1,6 @@
-"""Stage 2, synthetic-scene instance segmentation solver: hard mask tokens (argmax decoder inputs and argmax mask decoding)."""
+"""Stage 2, synthetic-scene instance segmentation solver with hard mask tokens: trained without the soft-decode
+auxiliary mask loss (argmax codes are not differentiable, so a hard-token model has no such loss), argmax decoder
+inputs and argmax mask decoding. The soft preset `synthetic_insseg` differs in exactly these three."""
 
 from training.presets._synthetic import (
     SYNTHETIC_COCO_TASK,
@@ -17,6 +19,7 @@ PRESET = {
             ["instance_segmentation"],
             soft_token_inputs=False,
             soft_mask_decoding=False,
+            mask_decoder_loss_weight=0.0,
             **SYNTHETIC_INSSEG_SOLVER,
         )
     },
