@@ -668,29 +668,48 @@ class ObjectSequenceCodec:
     def dequantize(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens.float() * self.config.coord_norm_value / self.vocab.num_bins
 
-    def encode_masks(self, masks: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        size = self.tokenizer.config.image_size
-        crops = crop_and_resize_masks(masks, boxes, size)
-        if crops.shape[0] == 0:
-            return crops, torch.zeros((0, self.mask_tokens), dtype=torch.long, device=boxes.device)
-        return crops, self.tokenizer.encode(crops)
+    def mask_crops(self, masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """Box-local binary masks at the mask tokenizer's input size (n, s, s)."""
+        return crop_and_resize_masks(masks, boxes, self.tokenizer.config.image_size)
 
     def build(
         self, targets: list[dict[str, torch.Tensor]], image_size: tuple[int, int]
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Input ids (B, L - 1), target ids (B, L) with -100 where ignored, and each image's GT mask crops."""
-        inputs, labels, crops_list = [], [], []
+        plans, input_classes = [], []
+        # each image's class corruption draws right after its objects (the order of the random stream)
         for target in targets:
-            seq, n_real, crops = self._build_one(target, image_size)
-            label = seq.clone().view(-1, self.object_length)
+            plans.append(self._plan_one(target, image_size))
+            input_classes.append(self._corrupt_classes(plans[-1][0][:, 4]))
+        # every object's mask crop of the batch goes through the tokenizer in one call: per image (and per noise
+        # kind) calls made the sequence building cost a third of a small solver's training step
+        codes_per_image: list[torch.Tensor | None] = [None] * len(plans)
+        if self.tokenizer is not None:
+            all_crops = torch.cat([crops for _, crops, _ in plans])
+            codes = (
+                self.tokenizer.encode(all_crops)
+                if all_crops.shape[0]
+                else torch.zeros((0, self.mask_tokens), dtype=torch.long, device=all_crops.device)
+            )
+            codes_per_image = list(codes.split([crops.shape[0] for _, crops, _ in plans]))
+        inputs, labels, crops_list = [], [], []
+        for (objects, crops, n_real), classes, codes in zip(plans, input_classes, codes_per_image):
+            if codes is not None:
+                objects = torch.cat([objects, codes + self.vocab.mask_offset], dim=1)
+            label = objects.clone()
             label[n_real:, :4] = -100
             label[n_real:, 5:] = -100
-            inputs.append(self._corrupt_labels(seq.clone())[:-1])
+            objects[:, 4] = classes
+            inputs.append(objects.flatten()[:-1])
             labels.append(label.flatten())
-            crops_list.append(crops)
+            crops_list.append(None if crops is None else crops[:n_real])
         return _pad_stack(inputs, 0), _pad_stack(labels, -100), crops_list
 
-    def _build_one(self, target: dict[str, torch.Tensor], image_size: tuple[int, int]):
+    def _plan_one(
+        self, target: dict[str, torch.Tensor], image_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """One image's objects in sequence order: box and class tokens (N, 5), the mask crops their mask codes
+        are encoded from (N, s, s; real objects first) or None, and the number of real objects."""
         boxes = target["boxes"].float()
         classes = target["class_labels"].long()
         device = boxes.device
@@ -699,21 +718,21 @@ class ObjectSequenceCodec:
         perm = torch.randperm(len(classes), device=device)
         boxes, classes = boxes[perm], classes[perm]
         masks = target["masks"][perm] if self.tokenizer is not None else None
-        parts = [self.quantize(boxes), (classes + self.vocab.class_offset)[:, None]]
-        crops = None
-        if self.tokenizer is not None:
-            crops, codes = self.encode_masks(masks, boxes)
-            parts.append(codes + self.vocab.mask_offset)
-        real = torch.cat(parts, dim=1)
+        real = torch.cat([self.quantize(boxes), (classes + self.vocab.class_offset)[:, None]], dim=1)
+        crops = self.mask_crops(masks, boxes) if self.tokenizer is not None else None
         if not self.config.sequence_augmentation:
-            return real.flatten(), len(classes), crops
-        noise = self._noise_objects(boxes, masks, scale)
-        return torch.cat([real, noise], dim=0).flatten(), len(classes), crops
+            return real, crops, len(classes)
+        noise, noise_crops = self._noise_objects(boxes, masks, scale)
+        if crops is not None:
+            crops = torch.cat([crops, noise_crops])
+        return torch.cat([real, noise], dim=0), crops, len(classes)
 
     def _noise_objects(
         self, boxes: torch.Tensor, masks: torch.Tensor | None, scale: torch.Tensor
-    ) -> torch.Tensor:
-        """Noise objects filling the sequence to `num_queries`: random/shifted boxes and jittered duplicates."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise objects filling the sequence to `num_queries`: random/shifted boxes (empty masks) and jittered
+        duplicates (the duplicated object's mask in the jittered box). Returns their box and noise-label tokens
+        (num_noise, 5) and mask crops (num_noise, s, s), or None without a mask tokenizer."""
         n = boxes.shape[0]
         num_noise = self.config.num_queries - n
         device = boxes.device
@@ -725,40 +744,34 @@ class ObjectSequenceCodec:
         shifted = _shift_boxes(tiled[torch.randperm(len(tiled))[:num_bad]], scale)
         candidates = torch.cat([_random_boxes(num_bad, scale, device), shifted], dim=0)
         bad = candidates[torch.randperm(len(candidates))[:num_bad]]
-        if self.tokenizer is not None:
-            empty = torch.zeros(
-                (1, self.tokenizer.config.image_size, self.tokenizer.config.image_size), device=device
-            )
-            bad_codes = self.tokenizer.encode(empty).expand(num_bad, -1)
         dup_pick = torch.randperm(len(tiled), device=device)[:num_dup]
         dup = _jitter_boxes(tiled[dup_pick]).max(boxes.new_zeros(4)).min(scale)
-        if self.tokenizer is not None:
-            _, dup_codes = self.encode_masks(masks[tiled_idx[dup_pick]], dup)
         order = torch.randperm(num_noise)
         noise_boxes = torch.cat([bad, dup], dim=0)[order].max(boxes.new_zeros(4)).min(scale)
-        parts = [
-            self.quantize(noise_boxes),
-            torch.full((num_noise, 1), self.vocab.noise_label, device=device),
-        ]
-        if self.tokenizer is not None:
-            parts.append(torch.cat([bad_codes, dup_codes], dim=0)[order] + self.vocab.mask_offset)
-        return torch.cat(parts, dim=1)
+        tokens = torch.cat(
+            [self.quantize(noise_boxes), torch.full((num_noise, 1), self.vocab.noise_label, device=device)],
+            dim=1,
+        )
+        if self.tokenizer is None:
+            return tokens, None
+        size = self.tokenizer.config.image_size
+        empty = boxes.new_zeros((num_bad, size, size))
+        return tokens, torch.cat([empty, self.mask_crops(masks[tiled_idx[dup_pick]], dup)])[order]
 
-    def _corrupt_labels(self, seq: torch.Tensor) -> torch.Tensor:
+    def _corrupt_classes(self, classes: torch.Tensor) -> torch.Tensor:
+        """Decoder-input class tokens (N,): `class_label_corruption` replaces them with random classes
+        ('rand_cls') or, each with probability 1/2, a random class or the noise token ('rand_n_fake_cls')."""
         mode = self.config.class_label_corruption
         if mode == "none":
-            return seq
-        objects = seq.view(-1, self.object_length)
-        n = objects.shape[0]
+            return classes
+        n = classes.shape[0]
         random_labels = (
-            torch.randint(self.vocab.num_classes, (1, n), device=seq.device)[0] + self.vocab.class_offset
+            torch.randint(self.vocab.num_classes, (1, n), device=classes.device)[0] + self.vocab.class_offset
         )
         if mode == "rand_cls":
-            objects[:, 4] = random_labels
-        else:
-            noise = torch.full((n,), self.vocab.noise_label, device=seq.device)
-            objects[:, 4] = torch.where(torch.rand((1, n), device=seq.device)[0] < 0.5, random_labels, noise)
-        return seq
+            return random_labels
+        noise = torch.full((n,), self.vocab.noise_label, device=classes.device)
+        return torch.where(torch.rand((1, n), device=classes.device)[0] < 0.5, random_labels, noise)
 
 
 def _pad_stack(seqs: list[torch.Tensor], value: int) -> torch.Tensor:

@@ -195,6 +195,63 @@ def test_instance_sequence_construction():
     assert crops[0].shape == (2, 16, 16) and set(crops[0].unique().tolist()) <= {0.0, 1.0}
 
 
+def test_instance_sequence_mask_codes_equal_per_object_encoding():
+    """The codec encodes every mask crop of a batch in one tokenizer call. Each real object's codes must equal
+    encoding its own GT mask cropped to its own box, alone; each noise object's codes are an empty mask's
+    (random or shifted boxes) or, for jittered duplicates, an object's mask in a box near that object's."""
+    config = tiny_config(num_queries=5)
+    tokenizer = tiny_model(num_queries=5).mask_tokenizer
+    codec = ObjectSequenceCodec(config, "instance_segmentation", tokenizer)
+    vocab, length = config.vocabulary, config.object_length("instance_segmentation")
+    generator = torch.Generator().manual_seed(3)
+    targets = []
+    for n in (0, 1, 1, 2, 2, 3, 5):
+        corner = torch.rand(n, 2, generator=generator) * 80
+        boxes = torch.cat([corner, corner + 10 + torch.rand(n, 2, generator=generator) * 38], 1)
+        masks = (torch.rand(n, 128, 128, generator=generator) > 0.5).to(torch.uint8)
+        targets.append({"boxes": boxes, "class_labels": torch.zeros(n, dtype=torch.long), "masks": masks})
+    torch.manual_seed(0)
+    random.seed(0)
+    _, labels, crops = codec.build(targets, (128, 128))
+    for image, target in enumerate(targets):
+        objects = labels[image].view(-1, length)
+        n = len(target["boxes"])
+        assert objects.shape[0] == 5 and crops[image].shape[0] == n
+        for real in objects[:n]:  # find the object (the codec shuffles them) by its box tokens
+            match = (codec.quantize(target["boxes"]) == real[:4]).all(1).nonzero()[0, 0]
+            own_crop = crop_and_resize_masks(
+                target["masks"][match, None].float(), target["boxes"][match, None], 16
+            )
+            assert torch.equal(real[5:] - vocab.mask_offset, tokenizer.encode(own_crop)[0])
+        assert (objects[n:, 5:] == -100).all()
+    # noise objects: with full-image masks a duplicate's crop is all ones, an empty mask's all zeros
+    for target in targets:
+        target["masks"] = torch.ones_like(target["masks"])
+    constant_maps = torch.stack([torch.zeros(1, 16, 16), torch.ones(1, 16, 16)])
+    # random weights map both to one code: give each map's mean latent a code of its own
+    with torch.no_grad():
+        latents = tokenizer.encoder(tokenizer.normalize(constant_maps)).mean((2, 3))
+        tokenizer.quantizer.embedding[:2] = latents
+    empty_codes, full_codes = tokenizer.encode(constant_maps)
+    assert not torch.equal(empty_codes[:-1], full_codes[:-1])
+    inputs, _, _ = codec.build(targets, (128, 128))
+    kinds = set()
+    for image, target in enumerate(targets):
+        n = len(target["boxes"])
+        real_boxes = codec.quantize(target["boxes"]).float()
+        for noise in torch.cat([inputs[image], inputs.new_zeros(1)]).view(-1, length)[n:]:
+            # the inputs lack the sequence's last token: compare all but each object's last code
+            codes = noise[5:-1] - vocab.mask_offset
+            empty, full = torch.equal(codes, empty_codes[:-1]), torch.equal(codes, full_codes[:-1])
+            assert empty or full, codes
+            if full:  # jitter moves each coordinate by at most 10% of the box size
+                sizes = (real_boxes[:, 2:] - real_boxes[:, :2]).repeat(1, 2)
+                near = ((noise[:4].float() - real_boxes).abs() <= 0.1 * sizes + 1).all(1)
+                assert near.any(), (noise[:4], real_boxes)
+            kinds.add(full)
+    assert kinds == {True, False}  # both kinds of noise objects occurred
+
+
 def test_instance_training_from_raw_targets():
     model = tiny_model().train()
     out = model(torch.randn(2, 3, 128, 128), task="instance_segmentation", object_targets=_targets())

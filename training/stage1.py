@@ -200,13 +200,14 @@ def stage1_optimizer_factory(optimizer: dict[str, Any]):
     kind = optimizer.get("type", "adam")
     lr, weight_decay = float(optimizer["lr"]), float(optimizer.get("weight_decay", 0.0))
     betas = tuple(optimizer.get("betas", (0.9, 0.999)))
+    fused = bool(optimizer.get("fused", True))  # one kernel for all parameters (`training.optim`)
 
     def factory(model: torch.nn.Module) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
         if kind == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas)
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused)
         if kind == "adamw":
-            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused)
         raise ValueError(f"unknown stage-1 optimizer {kind!r}; valid: 'adam', 'adamw'")
 
     return factory

@@ -425,6 +425,7 @@ def build_trainer(args: argparse.Namespace, preset: dict[str, Any]) -> AiTTraine
             depths=depths,
             no_decay_names=optimizer_spec.get("no_decay_names", ()),
             betas=tuple(optimizer_spec.get("betas", (0.9, 0.999))),
+            fused=bool(optimizer_spec.get("fused", True)),
         )
 
     eval_dataset: Any = None

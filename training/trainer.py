@@ -137,6 +137,8 @@ class AiTTrainer(Trainer):
             num_workers=workers,
             pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
             prefetch_factor=self.args.dataloader_prefetch_factor if workers > 0 else None,
+            # one set of workers for the whole run, not a new fork every epoch (small data sets have short ones)
+            persistent_workers=workers > 0,
         )
 
     # ------------------------------------------------------------------------------- optimisation
