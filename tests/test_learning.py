@@ -99,6 +99,7 @@ def test_synthetic_backbone_learns_input_dependent_features():
     assert history[-1] < 0.05 * targets.var().item(), history
 
 
+@pytest.mark.long
 def test_tiny_pipeline_learns_depth(tmp_path):
     """AiT-P trained for a few minutes: held-out RMSE at most half the mean-depth baseline's, and clearly below
     the per-pixel prior (the best input-ignoring prediction), so the solver reads depth from the image."""
@@ -122,6 +123,7 @@ def test_tiny_pipeline_learns_depth(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_tiny_pipeline_learns_instances(tmp_path):
     """Held-out mask AP above `MASK_AP_FLOOR` after `LEARNING_TEST_BUDGET["insseg_steps"]` steps with the soft
     box L1 loss (`LEARNING_TEST_INSSEG_OVERRIDES`; ~20 min of one core), and 5x the image-blind control's (each
