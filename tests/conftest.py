@@ -14,7 +14,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "original"
 
 def pytest_collection_modifyitems(config, items):
     # minutes-long tests first (stable order otherwise): with -n 2 one worker starts on them while the other
-    # takes the short ones, instead of one of them starting at the end of the run
+    # takes the short ones, instead of one of them starting at the end of the run; `--dist worksteal` (the README's
+    # command) lets an idle worker take the short tests queued behind a long one
     items.sort(key=lambda item: "long" not in item.keywords)
     if os.environ.get("RUN_SLOW", "0") == "1":
         return
