@@ -118,7 +118,9 @@ def test_tiny_pipeline_learns_depth(tmp_path):
         depth_tokenizer=depth_tokenizer,
     )  # fmt: skip
     depth = ablation.evaluate_depth_model(depth_solver, paths)
-    print("held-out RMSE (solver, mean depth, per-pixel prior):", depth["rmse"], baseline["rmse"], prior["rmse"])
+    print(
+        "held-out RMSE (solver, mean depth, per-pixel prior):", depth["rmse"], baseline["rmse"], prior["rmse"]
+    )
     assert depth["rmse"] <= 0.5 * baseline["rmse"], (depth["rmse"], baseline["rmse"])
     assert depth["rmse"] <= 0.8 * prior["rmse"], (depth["rmse"], prior["rmse"])
 
