@@ -198,11 +198,12 @@ class AiTDecoderLayer(nn.Module):
         hidden_states = hidden_states + self.drop_path(attn.out_proj(out.reshape(b, 1, -1)))
         return self._cross_attention_and_mlp(hidden_states, memory_kv)
 
-    def step_constants(self, memory_kv: tuple[torch.Tensor, torch.Tensor]) -> tuple:
+    def step_constants(self, memory_kv: tuple[torch.Tensor, torch.Tensor], matrix_vector: bool = False) -> tuple:
         """Everything `fast_decoder_layer_step` needs, prepared once per decoding call (inference: no dropout).
 
         The softmax scale is folded into the query weights, q/k/v are one matrix, and the memory keys
         (transposed) and values are laid out as (B * heads, ...) so each step runs batched matmuls on views.
+        Projection weights are transposed to (in, out) for `addmm`, or kept (out, in) for `matrix_vector`.
         """
         sa, ca = self.self_attn, self.cross_attn
         scale = sa.head_dim**-0.5
@@ -216,7 +217,7 @@ class AiTDecoderLayer(nn.Module):
         mlp = self.mlp
 
         def transposed(weight: torch.Tensor) -> torch.Tensor:  # (in, out) rows: faster vector-matrix products
-            return weight.t().contiguous()
+            return weight if matrix_vector else weight.t().contiguous()
 
         norms = [
             (n.weight, n.bias)
@@ -231,6 +232,19 @@ class AiTDecoderLayer(nn.Module):
         )  # fmt: skip
 
 
+def _matrix_vector_linear(bias: torch.Tensor, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`inputs @ weight.T + bias` for (out, in) `weight` as a multiply-and-sum, for the compiled batch-1 step.
+
+    Why not `addmm`: with one input row it is a matrix-vector product, bound by reading the weight; the BLAS
+    that torch uses on x86 (MKL) runs it in a generic, non-AVX2 kernel on AMD CPUs, at about half the memory
+    bandwidth (measured: README, "Performance"), while inductor compiles this multiply-and-sum into a
+    vectorised pass over the weight rows. `as_strided` (a no-op view) makes inductor store `inputs` first:
+    otherwise it recomputes an elementwise producer such as GELU once per weight row.
+    """
+    inputs = torch.as_strided(inputs, inputs.shape, inputs.stride())
+    return (inputs.unsqueeze(1) * weight).sum(-1) + bias
+
+
 def fast_decoder_layer_step(
     hidden: torch.Tensor,
     constants: tuple,
@@ -238,6 +252,7 @@ def fast_decoder_layer_step(
     position: int | torch.Tensor,
     num_heads: int,
     attention_bias: torch.Tensor | None = None,
+    matrix_vector: bool = False,
 ) -> torch.Tensor:
     """One decoding position (B, d) of one decoder layer in eval mode, with as few tensor ops as possible.
 
@@ -248,7 +263,8 @@ def fast_decoder_layer_step(
 
     Static-shape form (for `torch.compile`, one graph for every step): `position` a 0-d long tensor and
     `attention_bias` (max_length,) 0 up to `position` and -inf after it; the whole (zero-initialised) cache is
-    attended with the later positions masked out.
+    attended with the later positions masked out. `matrix_vector`: the constants hold (out, in) weights for
+    `_matrix_vector_linear` (the compiled batch-1 step) instead of (in, out) ones for `addmm`.
     """
     (shape, eps, n1_w, n1_b, qkv_b, qkv_wt, o1_b, o1_wt, n2_w, n2_b, q2_b, q2_wt, mem_kt, mem_v, o2_b, o2_wt,
      n3_w, n3_b, fc1_b, fc1_wt, fc2_b, fc2_wt) = constants  # fmt: skip
@@ -256,13 +272,14 @@ def fast_decoder_layer_step(
     heads_total = b * num_heads
     head_dim = d // num_heads
     # self-attention over the cache
-    qkv = torch.addmm(qkv_b, F.layer_norm(hidden, shape, n1_w, n1_b, eps), qkv_wt)
+    project = _matrix_vector_linear if matrix_vector else torch.addmm
+    qkv = project(qkv_b, F.layer_norm(hidden, shape, n1_w, n1_b, eps), qkv_wt)
     new_keys_values = qkv[:, d:].view(b, 2, num_heads, head_dim).transpose(0, 1)
     if attention_bias is None:
         cache[:, :, :, position] = new_keys_values
         length = position + 1
-    else:
-        cache.index_copy_(3, position.view(1), new_keys_values.unsqueeze(3))
+    else:  # a 0-d tensor index would need its value on the host (a graph break), a 1-element one does not
+        cache[:, :, :, position.view(1)] = new_keys_values.unsqueeze(3)
         length = cache.shape[3]
     keys = cache[0].view(heads_total, -1, head_dim)[:, :length]
     values = cache[1].view(heads_total, -1, head_dim)[:, :length]
@@ -271,16 +288,16 @@ def fast_decoder_layer_step(
     if attention_bias is not None:
         scores = scores + attention_bias
     context = torch.bmm(scores.softmax(-1), values)
-    hidden = torch.addmm(o1_b, context.view(b, d), o1_wt).add_(hidden)
+    hidden = project(o1_b, context.view(b, d), o1_wt).add_(hidden)
     # cross-attention over the memory
-    query = torch.addmm(q2_b, F.layer_norm(hidden, shape, n2_w, n2_b, eps), q2_wt).view(
+    query = project(q2_b, F.layer_norm(hidden, shape, n2_w, n2_b, eps), q2_wt).view(
         heads_total, 1, head_dim
     )
     context = torch.bmm(torch.bmm(query, mem_kt).softmax(-1), mem_v)
-    hidden = torch.addmm(o2_b, context.view(b, d), o2_wt).add_(hidden)
+    hidden = project(o2_b, context.view(b, d), o2_wt).add_(hidden)
     # MLP
-    inner = F.gelu(torch.addmm(fc1_b, F.layer_norm(hidden, shape, n3_w, n3_b, eps), fc1_wt))
-    return torch.addmm(fc2_b, inner, fc2_wt).add_(hidden)
+    inner = F.gelu(project(fc1_b, F.layer_norm(hidden, shape, n3_w, n3_b, eps), fc1_wt))
+    return project(fc2_b, inner, fc2_wt).add_(hidden)
 
 
 def sine_position_encoding(rows: int, cols: int, dim: int, normalize: bool = False) -> torch.Tensor:
@@ -400,10 +417,13 @@ def decoder_layers_step(
     position: int | torch.Tensor,
     positions: torch.Tensor | None,
     constants: list[tuple],
-    caches: torch.Tensor,
+    caches: list[torch.Tensor],
     num_heads: int,
+    matrix_vector: bool = False,
+    final_norm: tuple | None = None,
 ) -> torch.Tensor:
-    """One decoding position (B, d) through every layer (`fast_decoder_layer_step`), before the final norm.
+    """One decoding position (B, d) through every layer (`fast_decoder_layer_step`), then `final_norm`
+    (`F.layer_norm` arguments after the input) if given.
 
     With `positions` (arange(max_length)) and a 0-d tensor `position` it runs the static-shape form: the same
     graph for every step, which is what `compiled_decoder_layers_step` compiles.
@@ -413,8 +433,10 @@ def decoder_layers_step(
         attention_bias = torch.zeros(positions.shape, dtype=hidden.dtype, device=hidden.device)
         attention_bias = attention_bias.masked_fill(positions > position, float("-inf"))
     for layer_constants, cache in zip(constants, caches):
-        hidden = fast_decoder_layer_step(hidden, layer_constants, cache, position, num_heads, attention_bias)
-    return hidden
+        hidden = fast_decoder_layer_step(
+            hidden, layer_constants, cache, position, num_heads, attention_bias, matrix_vector
+        )
+    return hidden if final_norm is None else F.layer_norm(hidden, *final_norm)
 
 
 _COMPILED_STEP = None
@@ -465,15 +487,21 @@ class AiTDecodingState:
         self.num_heads = heads
         self.fast = compiled or (not decoder.training if fast is None else fast)
         self.compiled = compiled
+        # compiled batch-1 steps project with `_matrix_vector_linear`; larger batches are matrix products (`addmm`)
+        self.matrix_vector = compiled and self.batch == 1
         head_dim = memory.shape[-1] // heads
-        # one buffer for all layers' keys and values: (layers, 2, B, heads, max_length, head_dim); the static
-        # form attends to every position (later ones with weight 0), so its cache must hold finite values
-        shape = (len(decoder.layers), 2, self.batch, heads, max_length, head_dim)
-        self.cache = memory.new_zeros(shape) if compiled else memory.new_empty(shape)
+        # one key/value buffer per layer, (2, B, heads, max_length, head_dim): separate tensors, not views of one,
+        # so the compiled step writes its new position in place (a mutated view made inductor copy the whole
+        # buffer every step); the static form attends to every position (later ones with weight 0), so its cache
+        # must hold finite values
+        shape = (2, self.batch, heads, max_length, head_dim)
+        self.cache = [memory.new_zeros(shape) if compiled else memory.new_empty(shape) for _ in decoder.layers]
         if compiled:
             self.positions = torch.arange(max_length, device=memory.device)
         if self.fast:
-            self.constants = [layer.step_constants(kv) for layer, kv in zip(decoder.layers, self.memory_kv)]
+            self.constants = [
+                layer.step_constants(kv, self.matrix_vector) for layer, kv in zip(decoder.layers, self.memory_kv)
+            ]
         else:
             self.fused_qkv = [layer.self_attn.fused_qkv() for layer in decoder.layers]
         norm = decoder.final_layer_norm
@@ -489,20 +517,21 @@ class AiTDecodingState:
         if self.compiled:
             hidden = compiled_decoder_layers_step()(  # contiguous: the first input is often an expanded view
                 inputs_embeds.reshape(self.batch, -1).contiguous(), self.positions[t], self.positions, self.constants,
-                self.cache, self.num_heads,
+                self.cache, self.num_heads, self.matrix_vector, self.final_norm,
             )  # fmt: skip
         elif self.fast:
             hidden = decoder_layers_step(
-                inputs_embeds.reshape(self.batch, -1), t, None, self.constants, self.cache, self.num_heads
-            )
+                inputs_embeds.reshape(self.batch, -1), t, None, self.constants, self.cache, self.num_heads,
+                final_norm=self.final_norm,
+            )  # fmt: skip
         else:
             hidden = inputs_embeds.reshape(self.batch, 1, -1)
             for i, layer in enumerate(self.decoder.layers):
                 keys, values = self.cache[i]
                 hidden = layer.step(hidden, self.fused_qkv[i], keys, values, t, self.memory_kv[i])
-            hidden = hidden[:, 0]
+            hidden = F.layer_norm(hidden[:, 0], *self.final_norm)
         self.length += 1
-        return F.layer_norm(hidden, *self.final_norm)
+        return hidden
 
 
 def sample_tokens(
@@ -824,12 +853,15 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         for tokenizer in (self.depth_tokenizer, self.mask_tokenizer):
             if tokenizer is not None:
                 tokenizer.requires_grad_(False)  # stage-1 tokenizers stay frozen in stage 2
-        # intra-op threads of the autoregressive decoding loops (None: torch's setting); see `intra_op_threads`
+        # intra-op threads of the eager decoding loops (None: torch's setting); see `intra_op_threads`
         self.decode_num_threads: int | None = 1
         # run batch-1 decoding steps through `torch.compile` (eval mode only; compiled on the first decode of each
         # sequence length): `compiled_decoder_layers_step`. Larger batches keep the eager step, which was faster
         # there (README, "Performance")
         self.decode_compiled: bool = False
+        # intra-op threads of the compiled steps (None: torch's setting): unlike the eager step's hundreds of small
+        # ops, a compiled step is one parallel region whose loops split the weight reads between the threads
+        self.compiled_decode_num_threads: int | None = None
         self.post_init()
 
     def train(self, mode: bool = True) -> AiTForDepthAndInstanceSegmentation:
@@ -1130,7 +1162,8 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         """Depth codes one position at a time; returns hidden states (B, n, d), logits (B, n, codes), tokens."""
         cfg, decoder = self.config, self.decoder
         task_id = TASK_IDS["depth"]
-        state = AiTDecodingState(decoder, memory, n, compiled=self._compile_decoding(memory))
+        compiled = self._compile_decoding(memory)
+        state = AiTDecodingState(decoder, memory, n, compiled=compiled)
         code_embeddings = decoder.token_embeddings[start:end]
         code_weight_t, code_bias = code_embeddings.t(), decoder.output_bias[start:end]
         positions = decoder.position_embeddings[task_id]
@@ -1138,7 +1171,7 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         # greedy decoding with soft inputs needs no token inside the loop: one arg-max at the end
         tokens_in_loop = cfg.sampling_top_p > 0 or not cfg.soft_token_inputs
         hiddens, all_logits, all_tokens = [], [], []
-        with intra_op_threads(self.decode_num_threads):
+        with intra_op_threads(self.compiled_decode_num_threads if compiled else self.decode_num_threads):
             for i in range(n):
                 hidden = state.step(inputs)
                 logits = torch.addmm(code_bias, hidden, code_weight_t)
@@ -1168,7 +1201,8 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         length = cfg.object_length(task)
         total = cfg.num_queries * length
         task_id = TASK_IDS[task]
-        state = AiTDecodingState(decoder, memory, total, compiled=self._compile_decoding(memory))
+        compiled = self._compile_decoding(memory)
+        state = AiTDecodingState(decoder, memory, total, compiled=compiled)
         positions = decoder.position_embeddings[task_id]
         embeddings = decoder.token_embeddings
         soft_masks = cfg.soft_mask_decoding and task == "instance_segmentation"
@@ -1192,7 +1226,7 @@ class AiTForDepthAndInstanceSegmentation(AiTPreTrainedModel):
         mask_embeddings = embeddings[slice(*mask_range)]
         inputs = (decoder.task_embeddings[task_id] + positions[0]).expand(b, -1)
         hiddens, tokens, scores, mask_logits = [], [], [], []
-        with intra_op_threads(self.decode_num_threads):
+        with intra_op_threads(self.compiled_decode_num_threads if compiled else self.decode_num_threads):
             for i in range(total):
                 hidden = state.step(inputs)
                 slot = i % length

@@ -15,12 +15,24 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_modeling import tiny_model
+from test_modeling import tiny_model as _tiny_model
 
 from ait_hf.configuration_ait import TASK_IDS
 from ait_hf.modeling_ait import AiTDecodingState, AiTForDepthAndInstanceSegmentation, sample_tokens
 from ait_hf.modeling_ait_backbone import AiTSwinV2Backbone, _ScratchBuffer
 from conversion.convert_ait_to_hf import convert
+
+
+def tiny_model(**kwargs) -> AiTForDepthAndInstanceSegmentation:
+    """`test_modeling.tiny_model` with every decoder bias and layer-norm parameter perturbed: the default init
+    (zero biases, unit norms) would let a fast path that drops or swaps them pass."""
+    model = _tiny_model(**kwargs)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.decoder.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    return model
 
 
 # ---------------------------------------------------------------------------------------- references
@@ -338,9 +350,11 @@ def test_decoding_threads_are_restored():
 
 # ---------------------------------------------------------------------------------------- torch.compile
 @pytest.mark.parametrize("batch", [1, 3])
-def test_static_step_equals_fast_step(batch):
+@pytest.mark.parametrize("matrix_vector", [False, True])
+def test_static_step_equals_fast_step(batch, matrix_vector):
     """The static-shape step (whole zeroed cache, later positions masked; what `decode_compiled` compiles) run
-    eagerly equals the sliced-cache fast step."""
+    eagerly equals the sliced-cache fast step, with `addmm` projections and with the multiply-and-sum ones
+    (`matrix_vector`, (out, in) weights) that the compiled batch-1 step uses."""
     from ait_hf.modeling_ait import decoder_layers_step
 
     model = tiny_model(tasks=["depth"])
@@ -348,16 +362,21 @@ def test_static_step_equals_fast_step(batch):
     with torch.no_grad():
         fast = AiTDecodingState(model.decoder, memory, 12, fast=True)
         static = AiTDecodingState(model.decoder, memory, 12, fast=True)
-        static.cache.zero_()
+        static_constants = [
+            layer.step_constants(kv, matrix_vector) for layer, kv in zip(model.decoder.layers, static.memory_kv)
+        ]
+        for cache in static.cache:
+            cache.zero_()
         positions = torch.arange(12)
         for t in range(12):
             x = torch.randn(batch, 16)
             expected = decoder_layers_step(x, t, None, fast.constants, fast.cache, fast.num_heads)
             actual = decoder_layers_step(
-                x, positions[t], positions, static.constants, static.cache, static.num_heads
+                x, positions[t], positions, static_constants, static.cache, static.num_heads, matrix_vector
             )
             assert_close(actual, expected)
-        assert_close(static.cache, fast.cache)
+        for static_cache, fast_cache in zip(static.cache, fast.cache):
+            assert_close(static_cache, fast_cache)
 
 
 @pytest.mark.skipif(
@@ -396,13 +415,16 @@ def test_compiled_decoding_equals_decoding_without_cache(task):
 @pytest.mark.skipif(
     shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler"
 )
-def test_compiled_state_at_batch_3_equals_fast_step():
-    """The compiled step itself also serves larger batches (`AiTDecodingState(compiled=True)`)."""
+@pytest.mark.parametrize("batch", [1, 3])
+def test_compiled_state_equals_fast_step(batch):
+    """The compiled step (`AiTDecodingState(compiled=True)`: multiply-and-sum projections at batch 1, `addmm`
+    at larger batches, which it also serves) equals the eager fast step position by position."""
     model = tiny_model(tasks=["depth"])
-    memory = torch.randn(3, 16, 16)
+    memory = torch.randn(batch, 16, 16)
     with torch.no_grad():
         fast = AiTDecodingState(model.decoder, memory, 12, fast=True)
         compiled = AiTDecodingState(model.decoder, memory, 12, compiled=True)
+        assert compiled.matrix_vector == (batch == 1)
         for _ in range(12):
-            x = torch.randn(3, 16)
+            x = torch.randn(batch, 16)
             assert_close(compiled.step(x), fast.step(x))

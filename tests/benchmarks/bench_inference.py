@@ -41,22 +41,25 @@ BENCHES: dict[str, tuple[str, str | None]] = {
     "depth_decode_b8": ("depth AR decode, encoder + 225 steps, batch 8", None),
     "depth_decode_b8_threads": ("depth AR decode, batch 8, decode_num_threads=None (all threads)", None),
     "depth_decode_b1_compiled": ("depth AR decode, encoder + 225 steps, decode_compiled (torch.compile)", "depth_decode"),
+    "depth_decode_b1_compiled_1thread": ("depth AR decode, decode_compiled, compiled_decode_num_threads=1", "depth_decode"),
     "parallel_decode_b1": ("AiT-P depth decode, encoder + one decoder pass", "parallel_decode"),
     "parallel_decode_b8": ("AiT-P depth decode, encoder + one decoder pass, batch 8", None),
     "insseg_decode_b1": ("instance seg. decode, encoder + prefix of the 2100 steps (top-p 0.3)", "insseg_decode"),
     "insseg_decode_b8": ("instance seg. decode, same prefix, batch 8", None),
     "insseg_decode_b8_threads": ("instance seg. decode, batch 8, decode_num_threads=None (all threads)", None),
     "insseg_decode_b1_compiled": ("instance seg. decode, same prefix, decode_compiled (torch.compile)", "insseg_decode"),
+    "insseg_decode_b1_compiled_1thread": ("instance seg. decode, decode_compiled, compiled_decode_num_threads=1", "insseg_decode"),
     "vqvae_decode_soft": ("depth VQ-VAE decode_soft to 480x480", "vqvae_decode_soft"),
     "e2e_depth480_b1": ("end to end AiT depth (AR), 480x480 image to metres", "e2e_depth"),
     "e2e_parallel_depth480_b1": ("end to end AiT-P depth, 480x480 image to metres", "e2e_parallel_depth"),
     "e2e_parallel_depth480_b8": ("end to end AiT-P depth, batch 8 (1 run)", None),
     "e2e_insseg640_b1": ("end to end AiT instance seg., 640x640, all 2100 steps (1 run)", "e2e_insseg"),
+    "e2e_insseg640_b1_compiled": ("end to end AiT instance seg., 640x640, all 2100 steps, decode_compiled (1 run)", "e2e_insseg"),
     "depth_anything_vitb_476": ("peer: Depth Anything (ViT-B) 476x476", None),
     "glpn_480": ("peer: GLPN 480x480", None),
     "mask2former_swinb_640": ("peer: Mask2Former (Swin-B) 640x640", None),
 }  # fmt: skip
-SINGLE_RUN = {"backbone480_sdpa_b8", "e2e_parallel_depth480_b8", "e2e_insseg640_b1"}
+SINGLE_RUN = {"backbone480_sdpa_b8", "e2e_parallel_depth480_b8", "e2e_insseg640_b1", "e2e_insseg640_b1_compiled"}
 
 
 def _median_time(fn: Callable[[], object], runs: int, warmup: Callable[[], object] | None = None):
@@ -117,7 +120,8 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
         elif name.startswith(("depth_decode", "parallel_decode")):
             model = _ait(DEPTH if name.startswith("depth") else DEPTH_PARALLEL)
             model.decode_num_threads = None if name.endswith("_threads") else model.decode_num_threads
-            model.decode_compiled = name.endswith("_compiled")  # compiled in the warm-up call
+            model.decode_compiled = "_compiled" in name  # compiled in the warm-up call
+            model.compiled_decode_num_threads = 1 if name.endswith("_1thread") else None
             features = torch.randn(batch, 1024, 15, 15)
             start, end = model.config.vocabulary.depth_range()
 
@@ -134,7 +138,8 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
         elif name.startswith("insseg_decode"):
             model = _ait(INSSEG)
             model.decode_num_threads = None if name.endswith("_threads") else model.decode_num_threads
-            model.decode_compiled = name.endswith("_compiled")  # compiled in the warm-up call
+            model.decode_compiled = "_compiled" in name  # compiled in the warm-up call
+            model.compiled_decode_num_threads = 1 if name.endswith("_1thread") else None
             model.config.num_queries = max(1, insseg_steps // 21)
             features = torch.randn(batch, 1024, 20, 20)
 
@@ -152,11 +157,12 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
             seconds, _ = _median_time(lambda: model.decode_soft(logits), runs)
         elif name.startswith("e2e_insseg"):
             model = _ait(INSSEG)
+            model.decode_compiled = name.endswith("_compiled")
             x = torch.randn(batch, 3, 640, 640)
             full = model.config.num_queries
 
-            def short():  # warm-up on a few objects
-                model.config.num_queries = 2
+            def short():  # warm-up on a few objects (compiled: the whole sequence, whose length the graph fixes)
+                model.config.num_queries = full if model.decode_compiled else 2
                 model(x, task="instance_segmentation", generator=torch.Generator().manual_seed(0))
                 model.config.num_queries = full
 
