@@ -198,7 +198,9 @@ class AiTDecoderLayer(nn.Module):
         hidden_states = hidden_states + self.drop_path(attn.out_proj(out.reshape(b, 1, -1)))
         return self._cross_attention_and_mlp(hidden_states, memory_kv)
 
-    def step_constants(self, memory_kv: tuple[torch.Tensor, torch.Tensor], matrix_vector: bool = False) -> tuple:
+    def step_constants(
+        self, memory_kv: tuple[torch.Tensor, torch.Tensor], matrix_vector: bool = False
+    ) -> tuple:
         """Everything `fast_decoder_layer_step` needs, prepared once per decoding call (inference: no dropout).
 
         The softmax scale is folded into the query weights, q/k/v are one matrix, and the memory keys
@@ -290,9 +292,7 @@ def fast_decoder_layer_step(
     context = torch.bmm(scores.softmax(-1), values)
     hidden = project(o1_b, context.view(b, d), o1_wt).add_(hidden)
     # cross-attention over the memory
-    query = project(q2_b, F.layer_norm(hidden, shape, n2_w, n2_b, eps), q2_wt).view(
-        heads_total, 1, head_dim
-    )
+    query = project(q2_b, F.layer_norm(hidden, shape, n2_w, n2_b, eps), q2_wt).view(heads_total, 1, head_dim)
     context = torch.bmm(torch.bmm(query, mem_kt).softmax(-1), mem_v)
     hidden = project(o2_b, context.view(b, d), o2_wt).add_(hidden)
     # MLP
@@ -495,12 +495,15 @@ class AiTDecodingState:
         # buffer every step); the static form attends to every position (later ones with weight 0), so its cache
         # must hold finite values
         shape = (2, self.batch, heads, max_length, head_dim)
-        self.cache = [memory.new_zeros(shape) if compiled else memory.new_empty(shape) for _ in decoder.layers]
+        self.cache = [
+            memory.new_zeros(shape) if compiled else memory.new_empty(shape) for _ in decoder.layers
+        ]
         if compiled:
             self.positions = torch.arange(max_length, device=memory.device)
         if self.fast:
             self.constants = [
-                layer.step_constants(kv, self.matrix_vector) for layer, kv in zip(decoder.layers, self.memory_kv)
+                layer.step_constants(kv, self.matrix_vector)
+                for layer, kv in zip(decoder.layers, self.memory_kv)
             ]
         else:
             self.fused_qkv = [layer.self_attn.fused_qkv() for layer in decoder.layers]

@@ -363,7 +363,8 @@ def test_static_step_equals_fast_step(batch, matrix_vector):
         fast = AiTDecodingState(model.decoder, memory, 12, fast=True)
         static = AiTDecodingState(model.decoder, memory, 12, fast=True)
         static_constants = [
-            layer.step_constants(kv, matrix_vector) for layer, kv in zip(model.decoder.layers, static.memory_kv)
+            layer.step_constants(kv, matrix_vector)
+            for layer, kv in zip(model.decoder.layers, static.memory_kv)
         ]
         for cache in static.cache:
             cache.zero_()

@@ -59,7 +59,12 @@ BENCHES: dict[str, tuple[str, str | None]] = {
     "glpn_480": ("peer: GLPN 480x480", None),
     "mask2former_swinb_640": ("peer: Mask2Former (Swin-B) 640x640", None),
 }  # fmt: skip
-SINGLE_RUN = {"backbone480_sdpa_b8", "e2e_parallel_depth480_b8", "e2e_insseg640_b1", "e2e_insseg640_b1_compiled"}
+SINGLE_RUN = {
+    "backbone480_sdpa_b8",
+    "e2e_parallel_depth480_b8",
+    "e2e_insseg640_b1",
+    "e2e_insseg640_b1_compiled",
+}
 
 
 def _median_time(fn: Callable[[], object], runs: int, warmup: Callable[[], object] | None = None):
