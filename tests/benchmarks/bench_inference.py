@@ -49,8 +49,11 @@ BENCHES: dict[str, tuple[str, str | None]] = {
     "insseg_decode_b8_threads": ("instance seg. decode, batch 8, decode_num_threads=None (all threads)", None),
     "insseg_decode_b1_compiled": ("instance seg. decode, same prefix, decode_compiled (torch.compile)", "insseg_decode"),
     "insseg_decode_b1_compiled_1thread": ("instance seg. decode, decode_compiled, compiled_decode_num_threads=1", "insseg_decode"),
+    "insseg_decode_full_b1": ("instance seg. decode, encoder + all 2100 steps (1 run)", None),
+    "insseg_decode_full_b1_compiled": ("instance seg. decode, encoder + all 2100 steps, decode_compiled (1 run)", None),
     "vqvae_decode_soft": ("depth VQ-VAE decode_soft to 480x480", "vqvae_decode_soft"),
     "e2e_depth480_b1": ("end to end AiT depth (AR), 480x480 image to metres", "e2e_depth"),
+    "e2e_depth480_b1_compiled": ("end to end AiT depth (AR), 480x480, decode_compiled", "e2e_depth"),
     "e2e_parallel_depth480_b1": ("end to end AiT-P depth, 480x480 image to metres", "e2e_parallel_depth"),
     "e2e_parallel_depth480_b8": ("end to end AiT-P depth, batch 8 (1 run)", None),
     "e2e_insseg640_b1": ("end to end AiT instance seg., 640x640, all 2100 steps (1 run)", "e2e_insseg"),
@@ -64,6 +67,8 @@ SINGLE_RUN = {
     "e2e_parallel_depth480_b8",
     "e2e_insseg640_b1",
     "e2e_insseg640_b1_compiled",
+    "insseg_decode_full_b1",
+    "insseg_decode_full_b1_compiled",
 }
 
 
@@ -145,7 +150,8 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
             model.decode_num_threads = None if name.endswith("_threads") else model.decode_num_threads
             model.decode_compiled = "_compiled" in name  # compiled in the warm-up call
             model.compiled_decode_num_threads = 1 if name.endswith("_1thread") else None
-            model.config.num_queries = max(1, insseg_steps // 21)
+            if "_full" not in name:
+                model.config.num_queries = max(1, insseg_steps // 21)
             features = torch.randn(batch, 1024, 20, 20)
 
             def decode():
@@ -179,6 +185,7 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
             info.update(steps=full * 21)
         elif name.startswith("e2e"):
             model = _ait(DEPTH_PARALLEL if "parallel" in name else DEPTH)
+            model.decode_compiled = name.endswith("_compiled")  # compiled in the warm-up call
             x = torch.randn(batch, 3, 480, 480)
             seconds, _ = _median_time(lambda: model(x, task="depth"), runs)
         else:
@@ -339,7 +346,8 @@ def report(results: list[dict], reference: dict[str, dict], threads: int, load: 
     )
     for name in ("insseg_decode", "depth_decode", "parallel_decode"):
         batch_gain(name)
-    for name in ("insseg_decode", "depth_decode"):  # decode_compiled applies at batch 1 only
+    for name in ("insseg_decode", "depth_decode", "insseg_decode_full", "e2e_depth480", "e2e_insseg640"):
+        # decode_compiled applies at batch 1 only
         ratio(f"{name}_b1_compiled", f"{name}_b1", f"{name}: decode_compiled / eager time at batch 1")
     for name in ("insseg_decode", "depth_decode"):
         b1, b8 = by_name.get(f"{name}_b1"), by_name.get(f"{name}_b8_threads")
