@@ -218,7 +218,7 @@ class AiTDecoderLayer(nn.Module):
         memory_values = values.reshape(b * heads, length, head_dim)
         mlp = self.mlp
 
-        def transposed(weight: torch.Tensor) -> torch.Tensor:  # (in, out) rows: faster vector-matrix products
+        def projection(weight: torch.Tensor) -> torch.Tensor:  # (in, out) for `addmm`, else (out, in)
             return weight if matrix_vector else weight.t().contiguous()
 
         norms = [
@@ -226,11 +226,11 @@ class AiTDecoderLayer(nn.Module):
             for n in (self.self_attn_layer_norm, self.cross_attn_layer_norm, self.final_layer_norm)
         ]
         return (
-            (d,), self.self_attn_layer_norm.eps, *norms[0], qkv_bias, transposed(qkv_weight),
-            sa.out_proj.bias, transposed(sa.out_proj.weight),
-            *norms[1], ca.q_proj.bias * scale, transposed(ca.q_proj.weight * scale), memory_keys_t, memory_values,
-            ca.out_proj.bias, transposed(ca.out_proj.weight),
-            *norms[2], mlp.fc1.bias, transposed(mlp.fc1.weight), mlp.fc2.bias, transposed(mlp.fc2.weight),
+            (d,), self.self_attn_layer_norm.eps, *norms[0], qkv_bias, projection(qkv_weight),
+            sa.out_proj.bias, projection(sa.out_proj.weight),
+            *norms[1], ca.q_proj.bias * scale, projection(ca.q_proj.weight * scale), memory_keys_t, memory_values,
+            ca.out_proj.bias, projection(ca.out_proj.weight),
+            *norms[2], mlp.fc1.bias, projection(mlp.fc1.weight), mlp.fc2.bias, projection(mlp.fc2.weight),
         )  # fmt: skip
 
 
