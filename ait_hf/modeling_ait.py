@@ -247,6 +247,41 @@ def _matrix_vector_linear(bias: torch.Tensor, inputs: torch.Tensor, weight: torc
     return (inputs.unsqueeze(1) * weight).sum(-1) + bias
 
 
+def attend_decoding_cache(
+    query: torch.Tensor, new_keys_values: torch.Tensor, cache: torch.Tensor, position: int
+) -> torch.Tensor:
+    """Self-attention of one decoding position over the cache, the part of a step that grows with the sequence.
+
+    Writes `new_keys_values` (2, B, heads, head_dim) into `cache` (2, B, heads, max_length, head_dim) at
+    `position` and attends the query (B * heads, 1, head_dim; softmax scale folded in) to positions
+    `0..position` with two batched matmuls over views of the cache; returns (B * heads, 1, head_dim).
+    """
+    cache[:, :, :, position] = new_keys_values
+    heads_total, _, head_dim = query.shape
+    keys = cache[0].view(heads_total, -1, head_dim)[:, : position + 1]
+    values = cache[1].view(heads_total, -1, head_dim)[:, : position + 1]
+    return torch.bmm(torch.bmm(query, keys.transpose(1, 2)).softmax(-1), values)
+
+
+@torch.library.custom_op("ait_hf::attend_decoding_cache", mutates_args=("cache",))
+def _attend_decoding_cache_op(
+    query: torch.Tensor, new_keys_values: torch.Tensor, cache: torch.Tensor, position: torch.Tensor
+) -> torch.Tensor:
+    """`attend_decoding_cache` as an operator opaque to `torch.compile`, `position` a 0-d tensor.
+
+    Why: a compiled graph has one shape for every step, so inside it attention would read the whole
+    preallocated cache at each step; behind this operator it reads only the positions written so far (for a
+    2100-step instance sequence, half the cache on average; the cache reads then dominate a step). Reading the
+    position's value costs a host sync on an accelerator, so the compiled step uses this operator on CPU only.
+    """
+    return attend_decoding_cache(query, new_keys_values, cache, int(position))
+
+
+@_attend_decoding_cache_op.register_fake
+def _(query: torch.Tensor, new_keys_values: torch.Tensor, cache: torch.Tensor, position: torch.Tensor):
+    return torch.empty_like(query)
+
+
 def fast_decoder_layer_step(
     hidden: torch.Tensor,
     constants: tuple,
@@ -259,14 +294,15 @@ def fast_decoder_layer_step(
     """One decoding position (B, d) of one decoder layer in eval mode, with as few tensor ops as possible.
 
     Each step is dominated by per-op overhead and by reading the weights once (matrix-vector products), so
-    this writes the new key/value with one copy into `cache` (2, B, heads, max_length, head_dim), attends
-    with two batched matmuls over views of the cache, and uses `addmm` on pre-transposed weight views.
-    Equal to `AiTDecoderLayer.step` up to float rounding (tested).
+    this projects with `addmm` on pre-transposed weights and writes and attends to the cache with
+    `attend_decoding_cache`. Equal to `AiTDecoderLayer.step` up to float rounding (tested).
 
-    Static-shape form (for `torch.compile`, one graph for every step): `position` a 0-d long tensor and
-    `attention_bias` (max_length,) 0 up to `position` and -inf after it; the whole (zero-initialised) cache is
-    attended with the later positions masked out. `matrix_vector`: the constants hold (out, in) weights for
-    `_matrix_vector_linear` (the compiled batch-1 step) instead of (in, out) ones for `addmm`.
+    Forms for `torch.compile` (one graph for every step), `position` a 0-d long tensor: without
+    `attention_bias`, the self-attention runs as the opaque `ait_hf::attend_decoding_cache` operator over
+    the positions written so far (the compiled CPU step of a long sequence); with `attention_bias` (max_length,), 0 up to `position`
+    and -inf after it, the static-shape form attends to the whole (zero-initialised) cache with later positions
+    masked out (no host sync; the compiled step on accelerators). `matrix_vector`: the constants hold (out, in)
+    weights for `_matrix_vector_linear` (the compiled batch-1 step) instead of (in, out) ones for `addmm`.
     """
     (shape, eps, n1_w, n1_b, qkv_b, qkv_wt, o1_b, o1_wt, n2_w, n2_b, q2_b, q2_wt, mem_kt, mem_v, o2_b, o2_wt,
      n3_w, n3_b, fc1_b, fc1_wt, fc2_b, fc2_wt) = constants  # fmt: skip
@@ -277,19 +313,17 @@ def fast_decoder_layer_step(
     project = _matrix_vector_linear if matrix_vector else torch.addmm
     qkv = project(qkv_b, F.layer_norm(hidden, shape, n1_w, n1_b, eps), qkv_wt)
     new_keys_values = qkv[:, d:].view(b, 2, num_heads, head_dim).transpose(0, 1)
-    if attention_bias is None:
-        cache[:, :, :, position] = new_keys_values
-        length = position + 1
-    else:  # a 0-d tensor index would need its value on the host (a graph break), a 1-element one does not
-        cache[:, :, :, position.view(1)] = new_keys_values.unsqueeze(3)
-        length = cache.shape[3]
-    keys = cache[0].view(heads_total, -1, head_dim)[:, :length]
-    values = cache[1].view(heads_total, -1, head_dim)[:, :length]
     query = qkv[:, :d].reshape(heads_total, 1, head_dim)
-    scores = torch.bmm(query, keys.transpose(1, 2))
     if attention_bias is not None:
-        scores = scores + attention_bias
-    context = torch.bmm(scores.softmax(-1), values)
+        # a 0-d tensor index would need its value on the host, a 1-element one does not
+        cache[:, :, :, position.view(1)] = new_keys_values.unsqueeze(3)
+        keys = cache[0].view(heads_total, -1, head_dim)
+        scores = torch.bmm(query, keys.transpose(1, 2)) + attention_bias
+        context = torch.bmm(scores.softmax(-1), cache[1].view(heads_total, -1, head_dim))
+    elif isinstance(position, torch.Tensor):
+        context = _attend_decoding_cache_op(query, new_keys_values, cache, position)
+    else:
+        context = attend_decoding_cache(query, new_keys_values, cache, position)
     hidden = project(o1_b, context.view(b, d), o1_wt).add_(hidden)
     # cross-attention over the memory
     query = project(q2_b, F.layer_norm(hidden, shape, n2_w, n2_b, eps), q2_wt).view(heads_total, 1, head_dim)
@@ -425,8 +459,9 @@ def decoder_layers_step(
     """One decoding position (B, d) through every layer (`fast_decoder_layer_step`), then `final_norm`
     (`F.layer_norm` arguments after the input) if given.
 
-    With `positions` (arange(max_length)) and a 0-d tensor `position` it runs the static-shape form: the same
-    graph for every step, which is what `compiled_decoder_layers_step` compiles.
+    With a 0-d tensor `position` it runs a form that `compiled_decoder_layers_step` compiles into one graph for
+    every step: self-attention through the `ait_hf::attend_decoding_cache` operator, or with `positions`
+    (arange(max_length)) the static-shape form that attends to the whole cache with a mask.
     """
     attention_bias = None
     if positions is not None:
@@ -440,14 +475,20 @@ def decoder_layers_step(
 
 
 _COMPILED_STEP = None
+# Compiled CPU decoding attends in the static form (the whole cache, masked) up to this many positions, and
+# through `ait_hf::attend_decoding_cache` (only the positions written so far) beyond. Measured on the 2-core
+# CPU (README, "Performance"): the operator's six calls cost ~0.3-0.5 ms a step more than the static form at 225
+# positions (depth) and save ~0.8 ms a step over 2100 (instance segmentation); the two cross near 400-800.
+STATIC_ATTENTION_MAX_LENGTH = 512
 
 
 def compiled_decoder_layers_step():
     """`decoder_layers_step` through `torch.compile` (static shapes), created on first use.
 
     Why compile: a decoding step is ~40 matrix-vector products plus ~150 small ops; at batch 1 inductor
-    turns the whole step, projections included (`_matrix_vector_linear`), into vectorised C++ loops in one
-    parallel region, without Python dispatch (measured on the 2-core CPU: README, "Performance"). Not
+    turns the step, projections included (`_matrix_vector_linear`), into vectorised C++ loops without Python
+    dispatch: one parallel region per step, or seven around the six self-attention operators of a long sequence
+    (`STATIC_ATTENTION_MAX_LENGTH`; measured on the 2-core CPU: README, "Performance"). Not
     `fullgraph`: should a model exceed dynamo's recompile limit (one graph per batch size and sequence length),
     it falls back to the eager step instead of failing.
     """
@@ -475,8 +516,9 @@ class AiTDecodingState:
         compiled: bool = False,
     ) -> None:
         """`fast`: use `fast_decoder_layer_step` (default: when the decoder is in eval mode). `compiled`: run
-        the fast step's static-shape form through `torch.compile` (one graph per batch size and `max_length`,
-        compiled on first use; see `compiled_decoder_layers_step`)."""
+        the fast step through `torch.compile` (one graph per batch size and `max_length`, compiled on first
+        use; see `compiled_decoder_layers_step`): for long sequences on CPU with the self-attention operator
+        over the positions written so far, otherwise in the static-shape form (no host sync)."""
         if (fast or compiled) and decoder.training:
             raise ValueError(
                 "the fast decoding step skips dropout and drop path: put the decoder in eval mode"
@@ -490,16 +532,17 @@ class AiTDecodingState:
         # compiled batch-1 steps project with `_matrix_vector_linear`; larger batches are matrix products (`addmm`)
         self.matrix_vector = compiled and self.batch == 1
         head_dim = memory.shape[-1] // heads
+        static = compiled and (memory.device.type != "cpu" or max_length <= STATIC_ATTENTION_MAX_LENGTH)
         # one key/value buffer per layer, (2, B, heads, max_length, head_dim): separate tensors, not views of one,
         # so the compiled step writes its new position in place (a mutated view made inductor copy the whole
         # buffer every step); the static form attends to every position (later ones with weight 0), so its cache
         # must hold finite values
         shape = (2, self.batch, heads, max_length, head_dim)
-        self.cache = [
-            memory.new_zeros(shape) if compiled else memory.new_empty(shape) for _ in decoder.layers
-        ]
+        self.cache = [memory.new_zeros(shape) if static else memory.new_empty(shape) for _ in decoder.layers]
         if compiled:
+            # 0-d position tensors (one graph for every step); the static form also takes `positions`
             self.positions = torch.arange(max_length, device=memory.device)
+            self.attention_positions = self.positions if static else None
         if self.fast:
             self.constants = [
                 layer.step_constants(kv, self.matrix_vector)
@@ -519,8 +562,8 @@ class AiTDecodingState:
             raise ValueError(f"decoding state is full: it was allocated for {self.max_length} positions")
         if self.compiled:
             hidden = compiled_decoder_layers_step()(  # contiguous: the first input is often an expanded view
-                inputs_embeds.reshape(self.batch, -1).contiguous(), self.positions[t], self.positions, self.constants,
-                self.cache, self.num_heads, self.matrix_vector, self.final_norm,
+                inputs_embeds.reshape(self.batch, -1).contiguous(), self.positions[t], self.attention_positions,
+                self.constants, self.cache, self.num_heads, self.matrix_vector, self.final_norm,
             )  # fmt: skip
         elif self.fast:
             hidden = decoder_layers_step(

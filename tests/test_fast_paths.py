@@ -17,6 +17,7 @@ import pytest
 import torch
 from test_modeling import tiny_model as _tiny_model
 
+from ait_hf import modeling_ait
 from ait_hf.configuration_ait import TASK_IDS
 from ait_hf.modeling_ait import AiTDecodingState, AiTForDepthAndInstanceSegmentation, sample_tokens
 from ait_hf.modeling_ait_backbone import AiTSwinV2Backbone, _ScratchBuffer
@@ -349,12 +350,23 @@ def test_decoding_threads_are_restored():
 
 
 # ---------------------------------------------------------------------------------------- torch.compile
+@pytest.fixture
+def fresh_dynamo():
+    """Forget earlier compiled graphs: each test variant compiles its own step graph, and dynamo falls back to
+    eager once one function has more than `recompile_limit` graphs (which the graph counts below would catch)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("matrix_vector", [False, True])
-def test_static_step_equals_fast_step(batch, matrix_vector):
-    """The static-shape step (whole zeroed cache, later positions masked; what `decode_compiled` compiles) run
-    eagerly equals the sliced-cache fast step, with `addmm` projections and with the multiply-and-sum ones
-    (`matrix_vector`, (out, in) weights) that the compiled batch-1 step uses."""
+@pytest.mark.parametrize("masked", [False, True])
+def test_static_step_equals_fast_step(batch, matrix_vector, masked):
+    """The forms that `decode_compiled` compiles (0-d position tensors; self-attention through the
+    `ait_hf::attend_decoding_cache` operator, or `masked`: the whole zeroed cache attended with later positions
+    masked) run eagerly equal the sliced-cache fast step, with `addmm` projections and with the multiply-and-sum
+    ones (`matrix_vector`, (out, in) weights) that the compiled batch-1 step uses."""
     from ait_hf.modeling_ait import decoder_layers_step
 
     model = tiny_model(tasks=["depth"])
@@ -373,8 +385,9 @@ def test_static_step_equals_fast_step(batch, matrix_vector):
             x = torch.randn(batch, 16)
             expected = decoder_layers_step(x, t, None, fast.constants, fast.cache, fast.num_heads)
             actual = decoder_layers_step(
-                x, positions[t], positions, static_constants, static.cache, static.num_heads, matrix_vector
-            )
+                x, positions[t], positions if masked else None, static_constants, static.cache,
+                static.num_heads, matrix_vector,
+            )  # fmt: skip
             assert_close(actual, expected)
         for static_cache, fast_cache in zip(static.cache, fast.cache):
             assert_close(static_cache, fast_cache)
@@ -384,11 +397,14 @@ def test_static_step_equals_fast_step(batch, matrix_vector):
     shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler"
 )
 @pytest.mark.parametrize("task", ["depth", "instance_segmentation"])
-def test_compiled_decoding_equals_decoding_without_cache(task):
+@pytest.mark.parametrize("masked", [False, True])
+def test_compiled_decoding_equals_decoding_without_cache(task, masked, monkeypatch, fresh_dynamo):
     """`model.decode_compiled = True` (batch 1: the step through `torch.compile`; larger batches: the eager
-    step) decodes what the straightforward decoder computes."""
+    step) decodes what the straightforward decoder computes, with self-attention through the operator (long
+    sequences) and `masked` (the static form)."""
     from torch._dynamo.utils import counters
 
+    monkeypatch.setattr(modeling_ait, "STATIC_ATTENTION_MAX_LENGTH", 10**6 if masked else 0)
     graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
     model = tiny_model()
     model.decode_compiled = True
@@ -417,15 +433,19 @@ def test_compiled_decoding_equals_decoding_without_cache(task):
     shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler"
 )
 @pytest.mark.parametrize("batch", [1, 3])
-def test_compiled_state_equals_fast_step(batch):
+@pytest.mark.parametrize("masked", [False, True])
+def test_compiled_state_equals_fast_step(batch, masked, monkeypatch, fresh_dynamo):
     """The compiled step (`AiTDecodingState(compiled=True)`: multiply-and-sum projections at batch 1, `addmm`
-    at larger batches, which it also serves) equals the eager fast step position by position."""
+    at larger batches, which it also serves) equals the eager fast step position by position, with
+    self-attention through the operator (sequences longer than `STATIC_ATTENTION_MAX_LENGTH`) and `masked`."""
+    monkeypatch.setattr(modeling_ait, "STATIC_ATTENTION_MAX_LENGTH", 12 if masked else 11)
     model = tiny_model(tasks=["depth"])
     memory = torch.randn(batch, 16, 16)
     with torch.no_grad():
         fast = AiTDecodingState(model.decoder, memory, 12, fast=True)
         compiled = AiTDecodingState(model.decoder, memory, 12, compiled=True)
         assert compiled.matrix_vector == (batch == 1)
+        assert (compiled.attention_positions is not None) == masked
         for _ in range(12):
             x = torch.randn(batch, 16)
             assert_close(compiled.step(x), fast.step(x))
