@@ -561,10 +561,13 @@ class AiTDecodingState:
         if t >= self.max_length:
             raise ValueError(f"decoding state is full: it was allocated for {self.max_length} positions")
         if self.compiled:
-            hidden = compiled_decoder_layers_step()(  # contiguous: the first input is often an expanded view
-                inputs_embeds.reshape(self.batch, -1).contiguous(), self.positions[t], self.attention_positions,
-                self.constants, self.cache, self.num_heads, self.matrix_vector, self.final_norm,
-            )  # fmt: skip
+            # after the first step (full guards: it picks or compiles the graph) every step passes the same
+            # tensors but the input and the position, which have the first step's shapes
+            with torch.compiler.set_stance(skip_guard_eval_unsafe=t > 0):
+                hidden = compiled_decoder_layers_step()(  # contiguous: the first input is often an expanded view
+                    inputs_embeds.reshape(self.batch, -1).contiguous(), self.positions[t], self.attention_positions,
+                    self.constants, self.cache, self.num_heads, self.matrix_vector, self.final_norm,
+                )  # fmt: skip
         elif self.fast:
             hidden = decoder_layers_step(
                 inputs_embeds.reshape(self.batch, -1), t, None, self.constants, self.cache, self.num_heads,

@@ -449,3 +449,25 @@ def test_compiled_state_equals_fast_step(batch, masked, monkeypatch, fresh_dynam
         for _ in range(12):
             x = torch.randn(batch, 16)
             assert_close(compiled.step(x), fast.step(x))
+
+
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler"
+)
+def test_interleaved_compiled_states_keep_their_graphs(fresh_dynamo):
+    """Steps after the first skip dynamo's non-differentiating guards (`skip_guard_eval_unsafe`); two compiled
+    states of different lengths and batch sizes stepped in turn must still each run their own graph."""
+    model = tiny_model(tasks=["depth"])
+    memories = [torch.randn(1, 16, 16), torch.randn(2, 16, 16)]
+    with torch.no_grad():
+        states = [
+            (
+                AiTDecodingState(model.decoder, m, n, compiled=True),
+                AiTDecodingState(model.decoder, m, n, fast=True),
+            )
+            for m, n in zip(memories, (10, 14))
+        ]
+        for _ in range(10):
+            for compiled, fast in states:
+                x = torch.randn(fast.batch, 16)
+                assert_close(compiled.step(x), fast.step(x))
