@@ -8,6 +8,7 @@ instance segmentation (Pix2Seq-style object sequences `[x1, y1, x2, y2, class, m
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import random
 from collections.abc import Iterator
@@ -475,6 +476,22 @@ def decoder_layers_step(
 
 
 _COMPILED_STEP = None
+
+
+# `torch.compiler.set_stance` and its `skip_guard_eval_unsafe` are recent (absent from torch 2.4-2.5)
+_SET_STANCE_PARAMETERS = (
+    inspect.signature(torch.compiler.set_stance).parameters if hasattr(torch.compiler, "set_stance") else {}
+)
+
+
+def _skip_nondifferentiating_guards() -> contextlib.AbstractContextManager:
+    """Run only the dynamo guards that tell cached graphs apart (`skip_guard_eval_unsafe`; where torch lacks
+    it, all guards run). Safe for the steps of one decoding state after its first: see `AiTDecodingState.step`."""
+    if "skip_guard_eval_unsafe" not in _SET_STANCE_PARAMETERS:
+        return contextlib.nullcontext()
+    return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
+
+
 # Compiled CPU decoding attends in the static form (the whole cache, masked) up to this many positions, and
 # through `ait_hf::attend_decoding_cache` (only the positions written so far) beyond. Measured on the 2-core
 # CPU (README, "Performance"): the operator's six calls cost ~0.3-0.5 ms a step more than the static form at 225
@@ -563,7 +580,7 @@ class AiTDecodingState:
         if self.compiled:
             # after the first step (full guards: it picks or compiles the graph) every step passes the same
             # tensors but the input and the position, which have the first step's shapes
-            with torch.compiler.set_stance(skip_guard_eval_unsafe=t > 0):
+            with _skip_nondifferentiating_guards() if t > 0 else contextlib.nullcontext():
                 hidden = compiled_decoder_layers_step()(  # contiguous: the first input is often an expanded view
                     inputs_embeds.reshape(self.batch, -1).contiguous(), self.positions[t], self.attention_positions,
                     self.constants, self.cache, self.num_heads, self.matrix_vector, self.final_norm,
