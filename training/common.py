@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -188,3 +188,17 @@ def training_arguments(
 
 def setup_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run a training script's `main`, then tear down the distributed process group if one was started.
+
+    Why: a `torch.distributed.run` worker that exits with its gloo process group alive can abort in
+    teardown ("terminate called without an active exception", seen once in a two-process test on a loaded
+    machine); PyTorch asks programs to destroy the group before exiting.
+    """
+    try:
+        main()
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -40,7 +40,14 @@ from ait_hf.data import (
 from ait_hf.evaluation import make_depth_compute_metrics
 from ait_hf.modeling_ait_vqvae import AiTVQVAE
 
-from .common import add_common_arguments, preset_from_args, resolve_resume, setup_logging, training_arguments
+from .common import (
+    add_common_arguments,
+    preset_from_args,
+    resolve_resume,
+    run_script,
+    setup_logging,
+    training_arguments,
+)
 from .common import world_size as launch_world_size
 from .data import SampleIdCollator, SeededExamples, StepBatchSampler, per_process_batch_sizes
 from .optim import make_lr_lambda
@@ -310,4 +317,4 @@ def main(argv: Sequence[str] | None = None) -> AiTTrainer:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -48,7 +48,14 @@ from ait_hf.modeling_ait import AiTForDepthAndInstanceSegmentation
 from ait_hf.modeling_ait_backbone import convert_original_backbone_state_dict
 from ait_hf.modeling_ait_vqvae import AiTVQVAE, load_original_state_dict
 
-from .common import add_common_arguments, preset_from_args, resolve_resume, setup_logging, training_arguments
+from .common import (
+    add_common_arguments,
+    preset_from_args,
+    resolve_resume,
+    run_script,
+    setup_logging,
+    training_arguments,
+)
 from .common import world_size as launch_world_size
 from .data import SampleIdCollator, SeededExamples, StepBatchSampler, per_process_batch_sizes
 from .optim import build_layer_decay_adamw, make_lr_lambda
@@ -500,4 +507,4 @@ def main(argv: Sequence[str] | None = None) -> AiTTrainer:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

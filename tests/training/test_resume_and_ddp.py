@@ -91,3 +91,19 @@ def test_two_process_ddp_matches_one_process(module, preset, data, training_data
     assert result.returncode == 0, result.stderr[-4000:]
     ddp = load_file(str(tmp_path / "ddp" / "model.safetensors"))
     _assert_same(_weights(single), {k: ddp[k] for k in _weights(single)}, atol=1e-5)
+
+
+def test_run_script_destroys_the_process_group_even_when_main_fails(tmp_path):
+    """The scripts' entry point tears down a distributed group that `main` left alive, and re-raises."""
+    from training.common import run_script
+
+    def main():
+        torch.distributed.init_process_group(
+            "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+        )
+        raise RuntimeError("training failed")
+
+    with pytest.raises(RuntimeError, match="training failed"):
+        run_script(main)
+    assert not torch.distributed.is_initialized()
+    run_script(lambda: None)  # no group: nothing to tear down
