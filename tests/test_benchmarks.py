@@ -44,3 +44,41 @@ def test_benchmark_report_of_saved_results(capsys):
     assert f"{compiled['ms_per_step']:.2f} ms/step (225 steps)" in text
     b1, b8 = saved["depth_decode_b1"], saved["depth_decode_b8"]
     assert f"depth_decode: images/s at batch 8 / batch 1 = {8 * b1['seconds'] / b8['seconds']:.2f}x" in text
+
+
+def test_benchmark_measures_memory_bandwidth(tmp_path):
+    bench = _bench_inference()
+    out = tmp_path / "out.json"
+    assert bench.main(["--only", "memory", "--runs", "1", "--json", str(out)]) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["gbytes_per_s"] > 0 and result["seconds"] > 0
+
+
+def test_decode_bytes_per_step_counts_what_a_step_reads():
+    """The traffic model behind the bandwidth floor: per step every decoder weight a step uses (not the
+    cross-attention key/value projections, applied once per image) and the slot's vocabulary rows; per image the
+    memory's keys/values and the self-attention cache of the positions so far (checked against the modules)."""
+    from ait_hf import AiTForDepthAndInstanceSegmentation
+    from test_modeling import tiny_config
+
+    bench = _bench_inference()
+    config = tiny_config()
+    decoder = AiTForDepthAndInstanceSegmentation(config).decoder
+    per_step = [
+        p.numel()
+        for layer in decoder.layers
+        for name, p in layer.named_parameters()
+        if not name.startswith(("cross_attn.k_proj", "cross_attn.v_proj"))
+    ]
+    weights = sum(per_step) + sum(p.numel() for p in decoder.final_layer_norm.parameters())
+    d, vocab = config.d_model, config.vocabulary
+    depth_rows = vocab.depth_range()[1] - vocab.depth_range()[0]
+    steps = 9
+    per_image = len(decoder.layers) * 2 * d * (config.encoder_grid[0] * config.encoder_grid[1] + (steps + 1) / 2)
+    expected = 4 * (weights + depth_rows * (d + 1) + 3 * per_image)
+    assert bench.decode_bytes_per_step(config, "depth", 3, steps) == expected
+    # object sequences: the mask codes on 16 of 21 slots, 2001 box bins on 4, the classes on 1
+    rows = [end - start for start, end in (vocab.box_range(), vocab.class_range(), vocab.mask_range())]
+    mean_rows = (4 * rows[0] + rows[1] + 16 * rows[2]) / 21
+    expected = 4 * (weights + mean_rows * (d + 1) + per_image)
+    assert bench.decode_bytes_per_step(config, "instance_segmentation", 1, steps) == expected

@@ -9,6 +9,12 @@ marked "1 run" are timed once after a shorter warm-up). The machine's fp32 matmu
 same run so figures from different machines compare by ratio. The original implementation's figures
 (`--original-json`, written by `time_original.py` of the original-code harness on the same machine) fill
 the reference column. This is a script that prints figures, not a test: nothing here asserts a speed.
+
+A decoding step at batch 1 does little arithmetic per byte it reads (every decoder weight, the memory's
+cross-attention keys/values and the self-attention cache so far), so its rate is set by memory bandwidth,
+not by the matmul rate: the "memory" case measures the streaming read rate, and each decode row also reports
+the bytes a step must read at the least (`decode_bytes_per_step`) and the time reading them would take at
+that rate, a floor no fp32 implementation can beat once the working set outgrows the last-level cache.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ BACKBONE_480_GFLOP = 190.0  # SwinV2-B at 480x480, multiply-adds counted twice
 # name: (what is timed, key of the original's timing file or None)
 BENCHES: dict[str, tuple[str, str | None]] = {
     "matmul": ("fp32 1024x1024 matmul (machine rate)", None),
+    "memory": ("fp32 streaming read of a 256 MB buffer (machine memory bandwidth)", None),
     "backbone480_eager_b1": ("SwinV2-B backbone 480x480, eager (original computation)", "backbone480"),
     "backbone480_sdpa_b1": ("SwinV2-B backbone 480x480, sdpa (default)", "backbone480"),
     "backbone480_sdpa_b8": ("SwinV2-B backbone 480x480, sdpa, batch 8 (1 run)", None),
@@ -72,6 +79,39 @@ SINGLE_RUN = {
 }
 
 
+def decode_bytes_per_step(config, task: str, batch: int, steps: int) -> float:
+    """Bytes a decoding step must read at the least, averaged over `steps` positions, in fp32.
+
+    Every step reads each decoder layer's weights once (self-attention q/k/v and output, cross-attention
+    query and output, the MLP, three LayerNorms), the vocabulary rows its slot may emit (for instance
+    segmentation: 2001 box bins on 4 of the 21 slots, the classes on 1, the mask codes on 16), and per image
+    the memory's cross-attention keys/values and the self-attention keys/values of the positions so far.
+    The weights count once per step whatever the batch; the keys/values count per image.
+    """
+    d, ffn, layers = config.d_model, config.ffn_dim, config.decoder_layers
+    vocab = config.vocabulary
+    per_layer = (3 * d * d + 3 * d) + (d * d + d) * 3 + (ffn * d + ffn) + (d * ffn + d) + 3 * 2 * d
+    weights = layers * per_layer + 2 * d
+    if task == "depth":
+        start, end = vocab.depth_range()
+        head_rows = end - start
+    else:
+        rows = {
+            kind: end - start
+            for kind, (start, end) in (
+                ("box", vocab.box_range()),
+                ("class", vocab.class_range()),
+                ("mask", vocab.mask_range()),
+            )
+        }
+        head_rows = (4 * rows["box"] + rows["class"] + 16 * rows["mask"]) / 21
+    memory_length = config.encoder_grid[0] * config.encoder_grid[1]
+    cross = layers * 2 * memory_length * d
+    mean_prefix = (steps + 1) / 2  # positions 0..t attended at step t, averaged over the steps
+    self_cache = layers * 2 * mean_prefix * d
+    return 4.0 * (weights + head_rows * (d + 1) + batch * (cross + self_cache))  # fmt: skip
+
+
 def _median_time(fn: Callable[[], object], runs: int, warmup: Callable[[], object] | None = None):
     (warmup or fn)()
     times = []
@@ -106,6 +146,11 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
             seconds, _ = _median_time(lambda: [a @ b for _ in range(20)], max(runs, 3))
             info["gflops"] = 20 * 2 * 1024**3 / seconds / 1e9
             seconds = seconds / 20
+        elif name == "memory":
+            # far larger than any last-level cache, so every pass reads from memory; summing is the cheapest read
+            buffer = torch.ones(64 * 2**20)
+            seconds, _ = _median_time(buffer.sum, max(runs, 5))
+            info["gbytes_per_s"] = buffer.numel() * 4 / seconds / 1e9
         elif name == "backbone_sdpa_vs_eager":
             model = _ait(INSSEG).model.backbone
             differences = []
@@ -145,6 +190,8 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
 
             seconds, _ = _median_time(decode, runs)
             info.update(steps=225, ms_per_step=seconds / 225 * 1e3)
+            if not model.config.depth_parallel:
+                info["bytes_per_step"] = decode_bytes_per_step(model.config, "depth", batch, 225)
         elif name.startswith("insseg_decode"):
             model = _ait(INSSEG)
             model.decode_num_threads = None if name.endswith("_threads") else model.decode_num_threads
@@ -162,6 +209,9 @@ def run_one(name: str, threads: int, runs: int, insseg_steps: int) -> dict:
             seconds, _ = _median_time(decode, runs)
             steps = model.config.num_queries * 21
             info.update(steps=steps, ms_per_step=seconds / steps * 1e3)
+            info["bytes_per_step"] = decode_bytes_per_step(
+                model.config, "instance_segmentation", batch, steps
+            )
         elif name == "vqvae_decode_soft":
             model = _ait(DEPTH).depth_tokenizer
             logits = torch.randn(1, 225, 128)
@@ -274,6 +324,8 @@ def _fmt_row(r: dict, reference: dict[str, dict]) -> str:
     notes = []
     if "gflops" in r:
         notes.append(f"{r['gflops']:.0f} GFLOP/s")
+    if "gbytes_per_s" in r:
+        notes.append(f"{r['gbytes_per_s']:.1f} GB/s")
     if "ms_per_step" in r:
         notes.append(f"{r['ms_per_step']:.2f} ms/step ({r['steps']} steps)")
     if "images_per_s" in r:
@@ -349,6 +401,16 @@ def report(results: list[dict], reference: dict[str, dict], threads: int, load: 
     for name in ("insseg_decode", "depth_decode", "insseg_decode_full", "e2e_depth480", "e2e_insseg640"):
         # decode_compiled applies at batch 1 only
         ratio(f"{name}_b1_compiled", f"{name}_b1", f"{name}: decode_compiled / eager time at batch 1")
+    if "memory" in by_name:
+        bandwidth = by_name["memory"]["gbytes_per_s"]
+        for r in results:
+            if "bytes_per_step" in r:
+                floor_ms = r["bytes_per_step"] / bandwidth / 1e6
+                lines.append(
+                    f"- {r['name']}: {r['ms_per_step']:.2f} ms/step (encoder included) against "
+                    f"{r['bytes_per_step'] / 1e6:.1f} MB a step read at {bandwidth:.1f} GB/s = {floor_ms:.2f} ms "
+                    f"({floor_ms / r['ms_per_step']:.0%} of the streaming rate)"
+                )
     for name in ("insseg_decode", "depth_decode"):
         b1, b8 = by_name.get(f"{name}_b1"), by_name.get(f"{name}_b8_threads")
         if b1 and b8:
