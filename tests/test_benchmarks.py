@@ -58,8 +58,9 @@ def test_decode_bytes_per_step_counts_what_a_step_reads():
     """The traffic model behind the bandwidth floor: per step every decoder weight a step uses (not the
     cross-attention key/value projections, applied once per image) and the slot's vocabulary rows; per image the
     memory's keys/values and the self-attention cache of the positions so far (checked against the modules)."""
-    from ait_hf import AiTForDepthAndInstanceSegmentation
     from test_modeling import tiny_config
+
+    from ait_hf import AiTForDepthAndInstanceSegmentation
 
     bench = _bench_inference()
     config = tiny_config()
@@ -74,7 +75,9 @@ def test_decode_bytes_per_step_counts_what_a_step_reads():
     d, vocab = config.d_model, config.vocabulary
     depth_rows = vocab.depth_range()[1] - vocab.depth_range()[0]
     steps = 9
-    per_image = len(decoder.layers) * 2 * d * (config.encoder_grid[0] * config.encoder_grid[1] + (steps + 1) / 2)
+    per_image = (
+        len(decoder.layers) * 2 * d * (config.encoder_grid[0] * config.encoder_grid[1] + (steps + 1) / 2)
+    )
     expected = 4 * (weights + depth_rows * (d + 1) + 3 * per_image)
     assert bench.decode_bytes_per_step(config, "depth", 3, steps) == expected
     # object sequences: the mask codes on 16 of 21 slots, 2001 box bins on 4, the classes on 1

@@ -314,8 +314,7 @@ def test_backbone_scratch_is_shared_and_copied_fresh():
     model = tiny_backbone("sdpa")
     scratches = {id(m._scratch) for m in model.modules() if hasattr(m, "_scratch")}
     assert len(scratches) == 1
-    with torch.no_grad():
-        model(torch.randn(1, 3, 48, 48))
+    model._scratch.get(64, torch.float32, torch.device("cpu"))  # as during a forward
     clone = copy.deepcopy(model)
     attention = clone.encoder.layers[0].blocks[0].attention
     assert (
@@ -325,6 +324,23 @@ def test_backbone_scratch_is_shared_and_copied_fresh():
     x = torch.randn(1, 3, 48, 48)
     with torch.no_grad():
         assert torch.equal(clone(x).feature_maps[-1], model(x).feature_maps[-1])
+
+
+def test_backbone_scratch_is_emptied_after_each_forward(monkeypatch):
+    """The shared position-bias buffer serves the layers of one call, then is released: kept, the deepest
+    stage's bias (52 MB at 480x480) would sit beside the next call's largest activations."""
+    model = tiny_backbone("sdpa")
+    sizes = []
+    get = _ScratchBuffer.get
+
+    def spy(self, numel, dtype, device):
+        sizes.append(numel)
+        return get(self, numel, dtype, device)
+
+    monkeypatch.setattr(_ScratchBuffer, "get", spy)
+    with torch.inference_mode():
+        model(torch.randn(1, 3, 48, 48))
+    assert sizes and model._scratch.buffer is None
 
 
 # ---------------------------------------------------------------------------------------- threads
