@@ -85,3 +85,21 @@ def test_decode_bytes_per_step_counts_what_a_step_reads():
     mean_rows = (4 * rows[0] + rows[1] + 16 * rows[2]) / 21
     expected = 4 * (weights + mean_rows * (d + 1) + per_image)
     assert bench.decode_bytes_per_step(config, "instance_segmentation", 1, steps) == expected
+
+
+def test_benchmark_report_of_the_bandwidth_floor(capsys):
+    """Each decode row with a traffic estimate is set against the measured streaming rate of the same run."""
+    bench = _bench_inference()
+    saved_path = RESULTS / "inference_cpu2_2026-11-25_s11_bandwidth_run1.json"
+    saved = json.loads(saved_path.read_text())["results"]
+    assert bench.main(["--from-json", str(saved_path)]) == 0
+    text = capsys.readouterr().out
+    bandwidth = [r for r in saved if r["name"] == "memory"][-1]["gbytes_per_s"]  # the report keeps the last
+    decode_rows = [r for r in saved if "bytes_per_step" in r]
+    assert decode_rows
+    for r in decode_rows:
+        floor_ms = r["bytes_per_step"] / bandwidth / 1e6
+        assert (
+            f"- {r['name']}: {r['ms_per_step']:.2f} ms/step (encoder included) against "
+            f"{r['bytes_per_step'] / 1e6:.1f} MB a step read at {bandwidth:.1f} GB/s = {floor_ms:.2f} ms"
+        ) in text
