@@ -80,11 +80,16 @@ def test_decode_bytes_per_step_counts_what_a_step_reads():
     )
     expected = 4 * (weights + depth_rows * (d + 1) + 3 * per_image)
     assert bench.decode_bytes_per_step(config, "depth", 3, steps) == expected
-    # object sequences: the mask codes on 16 of 21 slots, 2001 box bins on 4, the classes on 1
-    rows = [end - start for start, end in (vocab.box_range(), vocab.class_range(), vocab.mask_range())]
-    mean_rows = (4 * rows[0] + rows[1] + 16 * rows[2]) / 21
+    # object sequences: box bins on 4 slots of each object, the classes on 1, mask codes on the rest (none in detection)
+    box, classes, masks = (
+        end - start for start, end in (vocab.box_range(), vocab.class_range(), vocab.mask_range())
+    )
+    length = config.object_length("instance_segmentation")
+    mean_rows = (4 * box + classes + (length - 5) * masks) / length
     expected = 4 * (weights + mean_rows * (d + 1) + per_image)
     assert bench.decode_bytes_per_step(config, "instance_segmentation", 1, steps) == expected
+    expected = 4 * (weights + (4 * box + classes) / 5 * (d + 1) + per_image)
+    assert bench.decode_bytes_per_step(config, "detection", 1, steps) == expected
 
 
 def test_benchmark_report_of_the_bandwidth_floor(capsys):

@@ -83,33 +83,30 @@ def decode_bytes_per_step(config, task: str, batch: int, steps: int) -> float:
     """Bytes a decoding step must read at the least, averaged over `steps` positions, in fp32.
 
     Every step reads each decoder layer's weights once (self-attention q/k/v and output, cross-attention
-    query and output, the MLP, three LayerNorms), the vocabulary rows its slot may emit (for instance
-    segmentation: 2001 box bins on 4 of the 21 slots, the classes on 1, the mask codes on 16), and per image
-    the memory's cross-attention keys/values and the self-attention keys/values of the positions so far.
-    The weights count once per step whatever the batch; the keys/values count per image.
+    query and output, the MLP, three LayerNorms), the vocabulary rows its slot may emit (object sequences:
+    the box bins on 4 slots of each object, the classes on 1, the mask codes on the rest), and per image the
+    memory's cross-attention keys/values (a full encoder grid) and the self-attention keys/values of the
+    positions so far. The weights count once per step whatever the batch; the keys/values count per image.
     """
     d, ffn, layers = config.d_model, config.ffn_dim, config.decoder_layers
     vocab = config.vocabulary
     per_layer = (3 * d * d + 3 * d) + (d * d + d) * 3 + (ffn * d + ffn) + (d * ffn + d) + 3 * 2 * d
     weights = layers * per_layer + 2 * d
     if task == "depth":
-        start, end = vocab.depth_range()
-        head_rows = end - start
+        head_rows = _range_size(vocab.depth_range())
     else:
-        rows = {
-            kind: end - start
-            for kind, (start, end) in (
-                ("box", vocab.box_range()),
-                ("class", vocab.class_range()),
-                ("mask", vocab.mask_range()),
-            )
-        }
-        head_rows = (4 * rows["box"] + rows["class"] + 16 * rows["mask"]) / 21
+        length = config.object_length(task)
+        rows = 4 * _range_size(vocab.box_range()) + _range_size(vocab.class_range())
+        head_rows = (rows + (length - 5) * _range_size(vocab.mask_range())) / length
     memory_length = config.encoder_grid[0] * config.encoder_grid[1]
     cross = layers * 2 * memory_length * d
     mean_prefix = (steps + 1) / 2  # positions 0..t attended at step t, averaged over the steps
     self_cache = layers * 2 * mean_prefix * d
-    return 4.0 * (weights + head_rows * (d + 1) + batch * (cross + self_cache))  # fmt: skip
+    return 4.0 * (weights + head_rows * (d + 1) + batch * (cross + self_cache))
+
+
+def _range_size(id_range: tuple[int, int]) -> int:
+    return id_range[1] - id_range[0]
 
 
 def _median_time(fn: Callable[[], object], runs: int, warmup: Callable[[], object] | None = None):
