@@ -107,3 +107,40 @@ def test_run_script_destroys_the_process_group_even_when_main_fails(tmp_path):
         run_script(main)
     assert not torch.distributed.is_initialized()
     run_script(lambda: None)  # no group: nothing to tear down
+
+
+def test_run_script_frees_what_main_left_in_reference_cycles_before_the_teardown(tmp_path, monkeypatch):
+    """A trainer left in reference cycles (its DDP wrapper holds the process group) is collected before the
+    group is destroyed, not during interpreter shutdown."""
+    import gc
+    import weakref
+
+    from training.common import run_script
+
+    class Trainer:  # stands for the trainer: an object in a reference cycle
+        pass
+
+    left = []
+
+    def main():
+        torch.distributed.init_process_group(
+            "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+        )
+        trainer = Trainer()
+        trainer.itself = trainer
+        left.append(weakref.ref(trainer))
+
+    seen_at_teardown = []
+    destroy = torch.distributed.destroy_process_group
+
+    def recording_destroy(*args, **kwargs):
+        seen_at_teardown.append(left[0]() is not None)
+        return destroy(*args, **kwargs)
+
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", recording_destroy)
+    gc.disable()  # no automatic pass may free the cycle by chance
+    try:
+        run_script(main)
+    finally:
+        gc.enable()
+    assert seen_at_teardown == [False] and not torch.distributed.is_initialized()
